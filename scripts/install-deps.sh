@@ -16,7 +16,7 @@ PKGS=(
   libboost1.81-dev libpg-query-dev libssl-dev libspdlog-dev libtomlplusplus-dev rapidjson-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql-15 postgresql-client-15 pgbouncer
-  python3-psycopg python3-pytest
+  python3-psycopg python3-pytest python3-pytest-timeout
   libpostgresql-jdbc-java default-jdk-headless
   openssl procps iproute2
 )
