@@ -1,0 +1,73 @@
+// Cold parse+classify per statement shape, and cache hits.
+//   build-parser/bench/parser/bench_classify --benchmark_min_time=0.5
+#include <benchmark/benchmark.h>
+
+#include <string>
+#include <vector>
+
+#include "parser/classify.h"
+
+namespace {
+
+using pgmoat::parser::ClassificationCache;
+using pgmoat::parser::classify;
+
+const char* const kShapes[] = {
+    // pgbench -S
+    "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;",
+    // pgbench TPC-B-like statements
+    "UPDATE pgbench_accounts SET abalance = abalance + -4049 WHERE aid = 48213;",
+    "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (7, 1, 48213, -4049, "
+    "CURRENT_TIMESTAMP);",
+    "BEGIN;",
+    // an ORM-style 3-table join
+    "SELECT u.id, u.email, o.id, o.total, i.sku FROM public.users u JOIN orders o ON o.user_id = "
+    "u.id JOIN order_items i ON i.order_id = o.id WHERE u.id = $1 AND o.created_at > $2 ORDER BY "
+    "o.created_at DESC LIMIT 50",
+    // a data-modifying CTE
+    "WITH d AS (DELETE FROM sessions WHERE expires_at < now() RETURNING user_id) SELECT count(*) "
+    "FROM d",
+    // a PL/pgSQL function
+    "CREATE FUNCTION f(a int) RETURNS void LANGUAGE plpgsql AS $$ BEGIN DELETE FROM t WHERE id = "
+    "a; UPDATE u SET n = n + 1 WHERE id = a; END $$",
+};
+
+void BM_ClassifyCold(benchmark::State& state) {
+  const std::string sql = kShapes[state.range(0)];
+  for (auto _ : state) {
+    auto c = classify(sql);
+    benchmark::DoNotOptimize(c);
+  }
+  state.SetLabel(sql.substr(0, 40));
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_ClassifyCold)->DenseRange(0, std::size(kShapes) - 1);
+
+void BM_CacheHit(benchmark::State& state) {
+  static ClassificationCache cache;
+  const std::string sql = kShapes[state.range(0)];
+  cache.get(sql);
+  for (auto _ : state) {
+    auto c = cache.get(sql);
+    benchmark::DoNotOptimize(c);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_CacheHit)->Arg(0)->Arg(4)->ThreadRange(1, 2);
+
+// Many distinct texts (pgbench with literal aids): misses that insert and evict.
+void BM_CacheMissDistinct(benchmark::State& state) {
+  ClassificationCache cache(1u << 20);
+  long aid = 0;
+  for (auto _ : state) {
+    auto c =
+        cache.get("SELECT abalance FROM pgbench_accounts WHERE aid = " + std::to_string(++aid));
+    benchmark::DoNotOptimize(c);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_CacheMissDistinct);
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,105 @@
+// ClassificationCache: 16 shards, each an LRU list plus a hash index keyed by the exact text.
+// Lookups hash once, lock one shard, and move the hit to the front of that shard's list.
+#include <array>
+#include <atomic>
+#include <list>
+#include <mutex>
+#include <unordered_map>
+
+#include "parser/classify.h"
+
+namespace pgmoat::parser {
+namespace {
+
+constexpr std::size_t kShards = 16;
+
+std::size_t approx_bytes(const std::string& key, const Classification& c) {
+  std::size_t n = sizeof(Classification) + 2 * key.size() + 160 + c.error.size();
+  for (const auto& s : c.statements) {
+    n += sizeof(Statement) + s.text.size() + s.target.size() + s.command.size() +
+         s.object_type.size() + s.set_name.size() + s.set_value.size() + s.opaque_reason.size();
+    for (const auto& t : s.tables) n += sizeof(TableRef) + t.name.size();
+    for (const auto& f : s.functions) n += sizeof(std::string) + f.size();
+  }
+  return n;
+}
+
+struct Entry {
+  std::string key;
+  std::shared_ptr<const Classification> value;
+  std::size_t bytes = 0;
+};
+
+struct Shard {
+  std::mutex mu;
+  std::list<Entry> lru;  // front = most recently used
+  // Keys view into the list nodes' strings, which never move.
+  std::unordered_map<std::string_view, std::list<Entry>::iterator> index;
+  std::size_t bytes = 0;
+};
+
+}  // namespace
+
+struct ClassificationCache::Impl {
+  explicit Impl(std::size_t max_bytes)
+      : shard_budget(std::max<std::size_t>(max_bytes / kShards, 1)) {}
+  std::size_t shard_budget;
+  std::array<Shard, kShards> shards;
+  std::atomic<std::uint64_t> hits{0};
+  std::atomic<std::uint64_t> misses{0};
+};
+
+ClassificationCache::ClassificationCache(std::size_t max_bytes)
+    : impl_(std::make_unique<Impl>(max_bytes)) {}
+ClassificationCache::~ClassificationCache() = default;
+
+std::shared_ptr<const Classification> ClassificationCache::get(std::string_view sql) {
+  const std::size_t h = std::hash<std::string_view>{}(sql);
+  Shard& shard = impl_->shards[(h >> 7) % kShards];
+  {
+    std::lock_guard lock(shard.mu);
+    if (auto it = shard.index.find(sql); it != shard.index.end()) {
+      shard.lru.splice(shard.lru.begin(), shard.lru, it->second);
+      impl_->hits.fetch_add(1, std::memory_order_relaxed);
+      return it->second->value;
+    }
+  }
+  impl_->misses.fetch_add(1, std::memory_order_relaxed);
+  // Classify outside the lock: a slow parse must not stall other lookups on this shard.
+  auto value = std::make_shared<const Classification>(classify(sql));
+  Entry e{std::string(sql), value, 0};
+  e.bytes = approx_bytes(e.key, *value);
+  if (e.bytes > impl_->shard_budget) return value;  // too big to keep
+
+  std::lock_guard lock(shard.mu);
+  if (auto it = shard.index.find(sql); it != shard.index.end()) {
+    return it->second->value;  // another thread got there first
+  }
+  shard.bytes += e.bytes;
+  shard.lru.push_front(std::move(e));
+  shard.index.emplace(std::string_view{shard.lru.front().key}, shard.lru.begin());
+  while (shard.bytes > impl_->shard_budget && !shard.lru.empty()) {
+    Entry& victim = shard.lru.back();
+    shard.bytes -= victim.bytes;
+    shard.index.erase(std::string_view{victim.key});
+    shard.lru.pop_back();
+  }
+  return value;
+}
+
+std::uint64_t ClassificationCache::hits() const {
+  return impl_->hits.load(std::memory_order_relaxed);
+}
+std::uint64_t ClassificationCache::misses() const {
+  return impl_->misses.load(std::memory_order_relaxed);
+}
+std::size_t ClassificationCache::entries() const {
+  std::size_t n = 0;
+  for (auto& s : impl_->shards) {
+    std::lock_guard lock(s.mu);
+    n += s.index.size();
+  }
+  return n;
+}
+
+}  // namespace pgmoat::parser

@@ -1,0 +1,100 @@
+// Plain data produced by the classifier. No libpg_query type ever leaves parser/.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace pgmoat::parser {
+
+// The vocabulary rules name. A statement carries a *set* of classes: `DELETE FROM t` is both
+// `delete` and `delete_without_where`; `WITH d AS (DELETE ...) SELECT ...` is `select` and
+// `delete`. Keep kStatementClassNames in classification.cpp in the same order.
+enum class StatementClass : std::uint8_t {
+  drop,
+  truncate,
+  delete_without_where,
+  update_without_where,
+  delete_,
+  update,
+  insert,
+  merge,
+  select,
+  alter_drop_column,
+  alter_column_type,
+  ddl,
+  do_block,
+  copy_from,
+  copy_to,
+  copy_program,
+  alter_system,
+  role_admin,
+  session_replication_role,
+  dangerous_function,  // set by the policy layer from `functions`, never by the classifier
+  transaction,
+  set,
+  other,
+  kCount
+};
+
+using ClassSet = std::uint32_t;
+static_assert(static_cast<int>(StatementClass::kCount) <= 32);
+
+constexpr ClassSet bit(StatementClass c) {
+  return ClassSet{1} << static_cast<unsigned>(c);
+}
+inline bool has(ClassSet s, StatementClass c) {
+  return (s & bit(c)) != 0;
+}
+
+// "delete" for StatementClass::delete_, etc.
+std::string_view class_name(StatementClass c);
+// nullopt for an unknown name.
+std::optional<StatementClass> class_from_name(std::string_view name);
+// "delete,delete_without_where" in enum order.
+std::string class_list(ClassSet s);
+
+enum class Access : std::uint8_t { read, write, ddl };
+
+struct TableRef {
+  std::string name;  // schema-qualified when written so: "public.users", "users"
+  Access access = Access::read;
+  bool operator==(const TableRef&) const = default;
+};
+
+struct Statement {
+  ClassSet classes = 0;
+  std::vector<TableRef> tables;        // tables written, read or changed by DDL (no CTE names)
+  std::vector<std::string> functions;  // every function called anywhere, lower-case, unqualified
+  std::string object_type;             // for drop/ddl: "table", "schema", "index", ...
+  std::string target;                  // human summary of the main target, e.g. "public.users"
+  std::string command;                 // "DELETE", "DROP TABLE", "SELECT", ... (for messages)
+  std::string text;                    // this statement's own text, trimmed
+  // For SET / RESET / SHOW of a variable (e.g. "pgmoat.approval"), lower-case name and value.
+  std::string set_name;
+  std::string set_value;
+  bool is_reset = false;
+  // Contains code that cannot be judged before it runs: a DO block (class do_block), or a
+  // function/procedure body that is not fully readable -- dynamic EXECUTE of a computed string,
+  // a language other than sql/plpgsql, a body that does not parse. Such a CREATE FUNCTION keeps
+  // its classes (ddl + whatever was readable) and gets no extra class: policies look at `opaque`.
+  bool opaque = false;
+  std::string opaque_reason;  // why `opaque` is set, for messages ("DO block", ...)
+};
+
+struct Classification {
+  bool ok = true;
+  std::string error;  // libpg_query's message when !ok
+  int error_position = 0;
+  std::vector<Statement> statements;
+  // Union over statements, for a quick "is any of these here" test.
+  ClassSet all_classes() const {
+    ClassSet s = 0;
+    for (const auto& st : statements) s |= st.classes;
+    return s;
+  }
+};
+
+}  // namespace pgmoat::parser

@@ -1,0 +1,42 @@
+// Turning SQL text into a Classification. The only public entry points of parser/.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "parser/classification.h"
+
+namespace pgmoat::parser {
+
+// Parses with libpg_query and classifies every statement, nested ones included.
+// Never throws on bad SQL: returns ok=false with libpg_query's message.
+Classification classify(std::string_view sql);
+
+// libpg_query's fingerprint of the statement(s), hex; empty when unparseable.
+std::string fingerprint(std::string_view sql);
+// The statement with literals replaced by $n (pg_query_normalize); the input when unparseable.
+std::string normalize(std::string_view sql);
+
+// Bounded, thread-safe cache keyed by the exact statement text (never a normalized key:
+// `WHERE 1=1` and `WHERE 1=2` must not share an entry).
+class ClassificationCache {
+ public:
+  explicit ClassificationCache(std::size_t max_bytes = 64u << 20);
+  ~ClassificationCache();
+  ClassificationCache(const ClassificationCache&) = delete;
+  ClassificationCache& operator=(const ClassificationCache&) = delete;
+
+  std::shared_ptr<const Classification> get(std::string_view sql);
+  std::uint64_t hits() const;
+  std::uint64_t misses() const;
+  std::size_t entries() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pgmoat::parser

@@ -1,0 +1,40 @@
+// Internal to parser/: the one place that calls pg_query_parse and turns its JSON into a DOM.
+#pragma once
+
+#include <pg_query.h>
+#include <rapidjson/document.h>
+
+#include <string>
+#include <string_view>
+
+namespace pgmoat::parser::detail {
+
+struct ParseOutcome {
+  bool ok = false;
+  std::string error;
+  int error_position = 0;
+};
+
+// Owns one pg_query_parse result and the DOM read in place from it.
+class ParsedSql {
+ public:
+  ParsedSql() = default;
+  ~ParsedSql();
+  ParsedSql(const ParsedSql&) = delete;
+  ParsedSql& operator=(const ParsedSql&) = delete;
+
+  // Parses `sql` (which must not contain NUL bytes) with libpg_query.
+  ParseOutcome parse(std::string_view sql);
+  // `stmts[]` of the parse tree; null when parse() failed.
+  const rapidjson::Value* stmts() const;
+
+ private:
+  PgQueryParseResult result_{};
+  bool have_result_ = false;
+  rapidjson::Document doc_;
+};
+
+// The text of one entry of `stmts[]`, using stmt_location / stmt_len, trimmed.
+std::string_view statement_text(std::string_view sql, const rapidjson::Value& raw_stmt);
+
+}  // namespace pgmoat::parser::detail
