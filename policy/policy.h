@@ -110,13 +110,13 @@ struct Approval {
   std::string id;  // token id, recorded in the verdict and the audit trail
   std::string approver;
   std::string reason;
-  std::int64_t expires_at = 0;         // unix seconds; valid while now < expires_at
-  std::vector<std::string> databases;  // exact names; empty = any
-  std::vector<std::string> users;      // exact names; empty = any
+  std::int64_t expires_at = 0;                  // unix seconds; valid while now < expires_at
+  std::vector<std::string> databases;           // exact names; empty = any
+  std::vector<std::string> users;               // exact names; empty = any
   std::optional<std::string> application_name;  // glob
   std::optional<std::string> client_cidr;
   parser::ClassSet classes = 0;
-  std::vector<std::string> tables;         // globs; empty = any table
+  std::vector<std::string> tables;        // globs; empty = any table
   std::optional<std::int64_t> uses_left;  // nullopt = unlimited
 };
 
@@ -138,7 +138,7 @@ struct StatementVerdict {
   Action action = Action::allow;  // the deciding rule's action; allow when no rule matched
   std::string rule;               // deciding rule's name, "" when none
   std::optional<parser::StatementClass> matched_class;  // the class that decided
-  parser::ClassSet classes = 0;  // the statement's classes, dangerous_function included
+  parser::ClassSet classes = 0;           // the statement's classes, dangerous_function included
   parser::ClassSet approval_classes = 0;  // classes that needed approval
   std::string command;                    // "DROP TABLE"
   std::string target;                     // "public.users"

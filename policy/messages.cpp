@@ -1,0 +1,88 @@
+// The text of a refusal: what a client sees as the ErrorResponse's message, DETAIL and HINT.
+#include "policy/engine_detail.h"
+
+namespace pgmoat::policy::detail {
+namespace {
+using parser::StatementClass;
+
+bool listed(const std::vector<std::string>& v, std::string_view s) {
+  for (const auto& x : v) {
+    if (x == s) return true;
+  }
+  return false;
+}
+
+// "drop (table) on public.users", "dangerous_function (pg_terminate_backend) ..."
+std::string class_phrase(const parser::Statement& st, StatementClass matched,
+                         const std::vector<std::string>& dangerous) {
+  std::string out = "statement class " + std::string(parser::class_name(matched));
+  std::string qualifier;
+  if (matched == StatementClass::dangerous_function) {
+    for (const auto& f : st.functions) {
+      if (!listed(dangerous, f) || qualifier.find(f + "()") != std::string::npos) continue;
+      if (!qualifier.empty()) qualifier += ", ";
+      qualifier += f + "()";
+    }
+  } else {
+    qualifier = st.object_type;
+  }
+  if (!qualifier.empty()) out += " (" + qualifier + ")";
+  if (!st.target.empty()) out += " on " + st.target;
+  return out;
+}
+
+std::string approval_hint(const parser::Statement& st, const SessionContext& ctx,
+                          parser::ClassSet needed) {
+  std::string cmd = "pgmoat token issue";
+  if (!ctx.database.empty()) cmd += " --database " + ctx.database;
+  if (!ctx.user.empty()) cmd += " --user " + ctx.user;
+  for (auto i = 0u; i < static_cast<unsigned>(StatementClass::kCount); ++i) {
+    auto c = static_cast<StatementClass>(i);
+    if (parser::has(needed, c)) cmd += " --class " + std::string(parser::class_name(c));
+  }
+  std::vector<std::string> seen;
+  for (const parser::TableRef* t : relevant_tables(st, needed)) {
+    if (listed(seen, t->name)) continue;
+    seen.push_back(t->name);
+    cmd += " --table " + t->name;
+  }
+  return "Ask an approver for a token: " + cmd +
+         " ..., then SET pgmoat.approval = '<token>' in this session and run the statement "
+         "again.";
+}
+}  // namespace
+
+ErrorText refusal_text(const parser::Statement& st, StatementClass matched, const Rule& rule,
+                       const SessionContext& ctx, const std::vector<std::string>& dangerous,
+                       parser::ClassSet needed, const std::vector<std::string>& approval_gaps) {
+  ErrorText out;
+  std::string command = st.command.empty() ? std::string("statement") : st.command;
+  const char* verb = rule.action == Action::log ? " matched log rule \"" : " refused by rule \"";
+  out.message = "pgmoat: " + command + verb + rule.name + "\"";
+  if (!rule.message.empty()) out.message += ": " + rule.message;
+  out.detail = class_phrase(st, matched, dangerous);
+  for (const auto& gap : approval_gaps) out.detail += "; " + gap;
+  if (rule.action == Action::require_approval) {
+    out.hint = approval_hint(st, ctx, needed);
+  } else if (rule.action == Action::deny) {
+    out.hint =
+        "This statement is denied by policy; no approval token can allow it. Change the policy "
+        "if it must run.";
+  }
+  return out;
+}
+
+ErrorText parse_error_text(const parser::Classification& c) {
+  ErrorText out;
+  out.message = "pgmoat: statement could not be parsed (" +
+                (c.error.empty() ? std::string("syntax error") : c.error) + ")";
+  if (c.error_position > 0) {
+    out.detail = "at character " + std::to_string(c.error_position);
+  }
+  out.hint =
+      "pgmoat refuses SQL it cannot parse, because it cannot tell what it would do. Check the "
+      "statement's syntax.";
+  return out;
+}
+
+}  // namespace pgmoat::policy::detail
