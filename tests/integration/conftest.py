@@ -210,6 +210,8 @@ class PgCluster:
     ca_key: Path
     server_crt: Path
     server_key: Path
+    proxy_crt: Path
+    proxy_key: Path
     other_ca_crt: Path
 
     @property
@@ -233,6 +235,8 @@ class PgCluster:
         self.sockdir.mkdir()
         self.ca_key, self.ca_crt = make_ca(self.certs, "pgmoat-it-ca")
         self.server_key, self.server_crt = make_leaf(self.certs, "server", self.ca_key, self.ca_crt)
+        # pgmoat's own certificate for client TLS: same CA, different key than Postgres's
+        self.proxy_key, self.proxy_crt = make_leaf(self.certs, "proxy", self.ca_key, self.ca_crt)
         # A CA that signed nothing, for verify-ca/verify-full negative tests.
         _, self.other_ca_crt = make_ca(self.certs, "unrelated-ca")
         if os.geteuid() == 0:
@@ -480,7 +484,7 @@ class PgmoatFactory:
                          "tls_ca_file": upstream_ca},
         }
         if tls:
-            sections["tls"] = {"cert_file": str(self.pg.server_crt), "key_file": str(self.pg.server_key)}
+            sections["tls"] = {"cert_file": str(self.pg.proxy_crt), "key_file": str(self.pg.proxy_key)}
         lim = {"max_client_connections": 10000, "max_message_bytes": 1048576,
                "login_timeout": "15s", "idle_timeout": "0s", "shutdown_timeout": "30s"}
         lim.update(limits or {})
