@@ -36,7 +36,9 @@ class PlWalker {
     for (auto it = v.MemberBegin(); it != v.MemberEnd(); ++it) {
       const std::string_view key = sv(it->name);
       const Json& val = it->value;
-      if (key == "PLpgSQL_expr") {
+      if (key == "PLpgSQL_stmt_commit" || key == "PLpgSQL_stmt_rollback") {
+        st_.classes |= bit(StatementClass::transaction);  // COMMIT / ROLLBACK in a procedure
+      } else if (key == "PLpgSQL_expr") {
         if (const Json* q = member(val, "query")) static_sql(sv(*q));
       } else if (key == "PLpgSQL_stmt_dynexecute" || key == "PLpgSQL_stmt_dynfors") {
         if (const Json* q = expr_query(member(val, "query"))) dynamic_sql(sv(*q));

@@ -84,6 +84,13 @@ Val eval_a_expr(const Json& body, std::string_view source, int depth) {
   const std::string_view op = sval ? sv(*sval) : std::string_view{};
   const Json* l = member(body, "lexpr");
   const Json* r = member(body, "rexpr");
+  if (r != nullptr && r->IsObject()) {  // the IN list is written as {"List": {"items": []}}
+    std::string_view lt0;
+    const Json* list = unwrap_any(*r, lt0);
+    if (list != nullptr && lt0 == "List") {
+      if (const Json* items = member(*list, "items")) r = items;
+    }
+  }
   if (sv(*kind) == "AEXPR_IN" && l != nullptr && r != nullptr && r->IsArray()) {
     const Val a = eval(*l, source, depth + 1);
     if (a.kind == Val::unknown || a.kind == Val::null) return a;

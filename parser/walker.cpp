@@ -642,7 +642,7 @@ void Walker::ddl_stmt(std::string_view type, const Json& body) {
   }
 
   // The object the DDL changes: a relation, or a name field.
-  for (std::string_view key : {"relation", "view", "sequence", "typevar", "into"}) {
+  for (std::string_view key : {"relation", "view", "sequence", "typevar", "into", "table"}) {
     const Json* v = member(body, key);
     if (v == nullptr) continue;
     if (key == "into") v = member(*v, "rel");
@@ -660,10 +660,10 @@ void Walker::ddl_stmt(std::string_view type, const Json& body) {
   }
   if (type == "CreateTableAsStmt") {
     if (const Json* q = member(body, "query")) statement(*q, {});
-    walk_members(body, {"relation", "view", "sequence", "typevar", "into", "query"});
+    walk_members(body, {"relation", "view", "sequence", "typevar", "into", "table", "query"});
     return;
   }
-  walk_members(body, {"relation", "view", "sequence", "typevar", "into"});
+  walk_members(body, {"relation", "view", "sequence", "typevar", "into", "table"});
 }
 
 void Walker::dispatch(std::string_view type, const Json& body, bool statement_level,
