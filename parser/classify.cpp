@@ -8,7 +8,28 @@
 namespace pgmoat::parser {
 namespace detail {
 
+namespace {
+constexpr std::size_t kThreadBufferSize = 32 * 1024;
+constexpr std::size_t kRecursiveParseMaxBytes = 8 * 1024;
+thread_local bool t_buffer_busy = false;
+thread_local char t_buffer[kThreadBufferSize];
+}  // namespace
+
+ParsedSql::ParsedSql() {
+  if (!t_buffer_busy) {
+    t_buffer_busy = true;
+    owns_thread_buffer_ = true;
+    pool_.emplace(t_buffer, kThreadBufferSize);
+  } else {
+    pool_.emplace();
+  }
+  doc_.emplace(&*pool_);
+}
+
 ParsedSql::~ParsedSql() {
+  doc_.reset();
+  pool_.reset();
+  if (owns_thread_buffer_) t_buffer_busy = false;
   if (have_result_) pg_query_free_parse_result(result_);
 }
 
@@ -36,8 +57,16 @@ ParseOutcome ParsedSql::parse(std::string_view sql) {
     return out;
   }
   // The tree's buffer is ours until pg_query_free_parse_result: read it in place.
-  doc_.ParseInsitu<rapidjson::kParseIterativeFlag>(result_.parse_tree);
-  if (doc_.HasParseError() || !doc_.IsObject()) {
+  // rapidjson's recursive parser is much faster than its iterative one but takes stack per
+  // nesting level. Every level of libpg_query's JSON costs at least ~6 bytes of text, so a
+  // short text cannot be deep: parse short trees recursively (a few hundred KiB of stack at
+  // worst), long ones iteratively.
+  if (std::strlen(result_.parse_tree) <= kRecursiveParseMaxBytes) {
+    doc_->ParseInsitu(result_.parse_tree);
+  } else {
+    doc_->ParseInsitu<rapidjson::kParseIterativeFlag>(result_.parse_tree);
+  }
+  if (doc_->HasParseError() || !doc_->IsObject()) {
     out.error = "libpg_query parse tree unreadable";
     return out;
   }
@@ -46,8 +75,8 @@ ParseOutcome ParsedSql::parse(std::string_view sql) {
 }
 
 const rapidjson::Value* ParsedSql::stmts() const {
-  if (!doc_.IsObject()) return nullptr;
-  const Json* s = member(doc_, "stmts");
+  if (!doc_->IsObject()) return nullptr;
+  const Json* s = member(*doc_, "stmts");
   static const rapidjson::Value kEmpty(rapidjson::kArrayType);
   if (s == nullptr) return &kEmpty;  // an empty query string has no "stmts"
   return s->IsArray() ? s : nullptr;

@@ -4,6 +4,7 @@
 #include <pg_query.h>
 #include <rapidjson/document.h>
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -18,7 +19,7 @@ struct ParseOutcome {
 // Owns one pg_query_parse result and the DOM read in place from it.
 class ParsedSql {
  public:
-  ParsedSql() = default;
+  ParsedSql();
   ~ParsedSql();
   ParsedSql(const ParsedSql&) = delete;
   ParsedSql& operator=(const ParsedSql&) = delete;
@@ -31,7 +32,11 @@ class ParsedSql {
  private:
   PgQueryParseResult result_{};
   bool have_result_ = false;
-  rapidjson::Document doc_;
+  // The outermost parse on a thread builds its DOM in a reused thread-local buffer (no malloc
+  // for typical statements); nested parses (function bodies) use their own heap pool.
+  bool owns_thread_buffer_ = false;
+  std::optional<rapidjson::MemoryPoolAllocator<>> pool_;
+  std::optional<rapidjson::Document> doc_;
 };
 
 // The text of one entry of `stmts[]`, using stmt_location / stmt_len, trimmed.
