@@ -31,24 +31,22 @@ std::string class_phrase(const parser::Statement& st, StatementClass matched,
   return out;
 }
 
+// Matches the flags of `pgmoat token issue` (cli/token_command.cpp).
 std::string approval_hint(const parser::Statement& st, const SessionContext& ctx,
                           parser::ClassSet needed) {
-  std::string cmd = "pgmoat token issue";
+  std::string cmd = "pgmoat token issue --key <approver key>";
   if (!ctx.database.empty()) cmd += " --database " + ctx.database;
-  if (!ctx.user.empty()) cmd += " --user " + ctx.user;
-  for (auto i = 0u; i < static_cast<unsigned>(StatementClass::kCount); ++i) {
-    auto c = static_cast<StatementClass>(i);
-    if (parser::has(needed, c)) cmd += " --class " + std::string(parser::class_name(c));
-  }
+  cmd += ctx.user.empty() ? std::string(" --any-user") : " --user " + ctx.user;
+  cmd += " --classes " + parser::class_list(needed);
   std::vector<std::string> seen;
   for (const parser::TableRef* t : relevant_tables(st, needed)) {
     if (listed(seen, t->name)) continue;
+    cmd += (seen.empty() ? " --tables " : ",") + t->name;
     seen.push_back(t->name);
-    cmd += " --table " + t->name;
   }
   return "Ask an approver for a token: " + cmd +
-         " ..., then SET pgmoat.approval = '<token>' in this session and run the statement "
-         "again.";
+         " --reason '...', then SET pgmoat.approval = '<token>' in this session and run the "
+         "statement again.";
 }
 }  // namespace
 

@@ -160,8 +160,8 @@ TEST(Evaluate, RefusalTextForRequireApproval) {
   EXPECT_EQ(d.detail, "statement class drop (table) on public.users");
   EXPECT_EQ(d.hint.rfind("Ask an approver for a token: pgmoat token issue", 0), 0u) << d.hint;
   EXPECT_NE(d.hint.find("--database shop"), std::string::npos) << d.hint;
-  EXPECT_NE(d.hint.find("--class drop"), std::string::npos) << d.hint;
-  EXPECT_NE(d.hint.find("--table public.users"), std::string::npos) << d.hint;
+  EXPECT_NE(d.hint.find("--classes drop"), std::string::npos) << d.hint;
+  EXPECT_NE(d.hint.find("--tables public.users"), std::string::npos) << d.hint;
   EXPECT_NE(d.hint.find("SET pgmoat.approval = '<token>'"), std::string::npos) << d.hint;
 }
 
