@@ -7,6 +7,7 @@ import asyncio
 import re
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import threading
@@ -327,6 +328,21 @@ def test_ssl_request_answered_n_without_tls(pgmoat_shared):
 def test_tls_client_to_pgmoat(pgmoat_factory, pg):
     p = pgmoat_factory(tls=True)
     ep = p.endpoint
+    # pgmoat terminates TLS itself: the certificate presented is its own, not Postgres's
+    raw = socket.create_connection((p.host, p.port), timeout=10)
+    try:
+        raw.sendall(pgwire.ssl_request())
+        assert raw.recv(1) == b"S"
+        ctx = ssl.create_default_context(cafile=str(pg.ca_crt))
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            der = tls.getpeercert(binary_form=True)
+            assert der == ssl.PEM_cert_to_DER_cert(pg.proxy_crt.read_text()), \
+                "client-facing certificate is not the configured [tls] cert_file"
+            tls.sendall(pgwire.startup_packet({"user": "trust_user", "database": "postgres"}))
+            hdr = tls.recv(1)
+            assert hdr == b"R", hdr
+    finally:
+        raw.close()
     # psql, sslmode=require and verify-full against the generated CA
     for mode in ("require", "verify-full"):
         r = run_psql(ep, ["-A", "-t", "-c", "\\conninfo", "-c", "SELECT 'over tls'"],

@@ -52,6 +52,7 @@ def _pipeline(endpoint):
         assert psycopg.Pipeline.is_supported()
         conn.execute("CREATE TEMP TABLE p(x int PRIMARY KEY)")
         cur_first = []
+        after = None
         try:
             with conn.pipeline() as p:
                 for i in range(200):
@@ -59,16 +60,20 @@ def _pipeline(endpoint):
                 p.sync()
                 conn.execute("INSERT INTO p VALUES (1000)")
                 conn.execute("SELECT 1/0")
+                # psycopg may already raise here, depending on when results arrive
                 after = conn.execute("INSERT INTO p VALUES (2000)")
         except psycopg.errors.DivisionByZero as e:
             log.append(("error", e.sqlstate, str(e).strip()))
         else:
             log.append(("no error",))
         try:
-            after.fetchone()
-            log.append(("after fetched",))
-        except psycopg.Error as e:
-            log.append(("after", type(e).__name__))
+            if after is not None:
+                after.fetchone()
+                log.append(("after", "fetched"))
+            else:
+                log.append(("after", "never-ran"))
+        except psycopg.Error:
+            log.append(("after", "never-ran"))
         log.append(("first", [c.fetchone()[0] for c in cur_first] == list(range(200))))
         log.append(("status", conn.info.transaction_status.name))
         # recovery: the connection works, and a second pipeline runs cleanly
@@ -98,7 +103,7 @@ def test_pipeline_with_error_and_recovery(target, direct):
     d = dict((e[0], e[1:]) for e in log)
     assert d["error"][0] == "22012", log
     # the statement queued after the failing one never ran and has no result
-    assert d["after"][0] in ("PipelineAborted", "ProgrammingError"), log
+    assert d["after"] == ("never-ran",), log
     assert d["first"] == (True,), log
     assert d["status"] == ("IDLE",), log
     assert d["after-rows"] == ((None, 200),), log  # the failed sync group was rolled back
