@@ -126,6 +126,14 @@ Val eval_a_expr(const Json& body, std::string_view source, int depth) {
   const Val b = eval(*r, source, depth + 1);
   if (a.kind == Val::unknown || b.kind == Val::unknown) return {};
   if (a.kind == Val::null || b.kind == Val::null) return make_null();
+  if (a.kind == Val::number && b.kind == Val::number &&
+      (op == "+" || op == "-" || op == "*" || (op == "/" && b.num != 0))) {
+    Val n;
+    n.kind = Val::number;
+    n.num = op == "+" ? a.num + b.num
+                      : (op == "-" ? a.num - b.num : (op == "*" ? a.num * b.num : a.num / b.num));
+    return n;
+  }
   auto c = compare(a, b);
   if (!c) return {};
   if (op == "=") return make_bool(*c == 0);
