@@ -1,0 +1,1 @@
+// Intentionally empty: lets a library with no sources yet still build.

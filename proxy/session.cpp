@@ -1,0 +1,610 @@
+#include "proxy/session.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <spdlog/spdlog.h>
+
+#include "proxy/tls.h"
+#include "proxy/wire/protocol.h"
+#include "proxy/wire/splitter.h"
+
+namespace pgmoat::proxy {
+
+using namespace boost::asio::experimental::awaitable_operators;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::size_t kInitialBuffer = 16 * 1024;
+constexpr std::size_t kMaxStreamBuffer = 256 * 1024;
+constexpr std::size_t kFlushThreshold = 256 * 1024;
+constexpr std::size_t kMaxLoginMessage = 1 << 20;
+constexpr std::size_t kMaxServerWhole = 64u << 20;  // a huge NOTICE/ERROR is still bounded
+
+bool wants_replication(const std::string& v) {
+  std::string s(v);
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return !(s == "false" || s == "0" || s == "off" || s == "no" || s.empty());
+}
+
+std::string auth_method_name(std::uint32_t code) {
+  switch (static_cast<wire::AuthCode>(code)) {
+    case wire::AuthCode::cleartext:
+      return "cleartext";
+    case wire::AuthCode::md5:
+      return "md5";
+    case wire::AuthCode::sasl:
+      return "scram-sha-256";
+    case wire::AuthCode::gss:
+      return "gss";
+    case wire::AuthCode::sspi:
+      return "sspi";
+    default:
+      return {};
+  }
+}
+
+bool auth_needs_response(std::uint32_t code) {
+  switch (static_cast<wire::AuthCode>(code)) {
+    case wire::AuthCode::cleartext:
+    case wire::AuthCode::md5:
+    case wire::AuthCode::gss:
+    case wire::AuthCode::gss_continue:
+    case wire::AuthCode::sspi:
+    case wire::AuthCode::sasl:
+    case wire::AuthCode::sasl_continue:
+      return true;
+    default:
+      return false;
+  }
+}
+
+asio::mutable_buffer to_buffer(std::span<std::uint8_t> s) {
+  return asio::buffer(s.data(), s.size());
+}
+
+}  // namespace
+
+Session::Session(tcp::socket client, std::shared_ptr<Services> services, std::string listen_addr)
+    : services_(std::move(services)),
+      client_(std::move(client)),
+      client_in_(kInitialBuffer),
+      server_in_(kInitialBuffer),
+      gate_(services_->gate.get(), info_) {
+  info_.id = services_->next_session_id.fetch_add(1);
+  ErrorCode ec;
+  auto remote = client_.socket().remote_endpoint(ec);
+  if (!ec) {
+    info_.client_addr = remote.address().to_string();
+    info_.client_port = remote.port();
+  }
+  info_.listen_addr = std::move(listen_addr);
+  client_.socket().set_option(tcp::no_delay(true), ec);
+  last_activity_ = Clock::now();
+  services_->active_sessions.fetch_add(1);
+}
+
+Session::~Session() {
+  if (key_registered_) services_->cancels.remove(info_.backend_pid, info_.backend_secret);
+  services_->active_sessions.fetch_sub(1);
+}
+
+void Session::close() {
+  closed_ = true;
+  client_.close();
+  if (server_) server_->close();
+}
+
+asio::awaitable<void> Session::run() {
+  try {
+    co_await run_inner();
+  } catch (const std::exception& e) {
+    spdlog::error("session {}: unexpected error: {}", info_.id, e.what());
+  }
+  close();
+  if (!info_.user.empty()) {
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - info_.started);
+    spdlog::info("session {} closed: client={}:{} user={} database={} application_name={} "
+                 "duration_ms={}",
+                 info_.id, info_.client_addr, info_.client_port, info_.user, info_.database,
+                 info_.application_name, ms.count());
+  }
+}
+
+asio::awaitable<void> Session::login_timer() {
+  auto self = shared_from_this();
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  t.expires_after(std::chrono::milliseconds(services_->settings.login_timeout_ms));
+  co_await t.async_wait(kTuple);
+  if (!closed_ && info_.backend_pid == 0 && !logged_in_) {
+    spdlog::warn("session {}: login from {}:{} did not complete within {} ms; closing", info_.id,
+                 info_.client_addr, info_.client_port, services_->settings.login_timeout_ms);
+    close();
+  }
+}
+
+asio::awaitable<void> Session::idle_watchdog() {
+  auto self = shared_from_this();
+  const auto limit = std::chrono::milliseconds(services_->settings.idle_timeout_ms);
+  asio::steady_timer t(co_await asio::this_coro::executor);
+  while (!closed_) {
+    auto deadline = last_activity_ + limit;
+    if (Clock::now() >= deadline) {
+      spdlog::info("session {}: idle for {} ms; closing", info_.id, limit.count());
+      co_await fail_client("FATAL", "57P05",
+                           "pgmoat: terminating connection due to idle timeout");
+      close();
+      co_return;
+    }
+    t.expires_at(deadline);
+    co_await t.async_wait(kTuple);
+  }
+}
+
+asio::awaitable<void> Session::run_inner() {
+  auto exec = co_await asio::this_coro::executor;
+  if (services_->settings.login_timeout_ms > 0) {
+    asio::co_spawn(exec, login_timer(), asio::detached);
+  }
+  Login result = co_await login();
+  logged_in_ = true;
+  if (result == Login::done || closed_) co_return;
+  spdlog::info("session {} connected: client={}:{} user={} database={} application_name={} "
+               "tls={} auth={} backend_pid={}",
+               info_.id, info_.client_addr, info_.client_port, info_.user, info_.database,
+               info_.application_name, info_.tls_version.empty() ? "off" : info_.tls_version,
+               info_.auth_method, info_.backend_pid);
+  if (services_->settings.idle_timeout_ms > 0) {
+    asio::co_spawn(exec, idle_watchdog(), asio::detached);
+  }
+  co_await (client_to_server() && server_to_client());
+}
+
+asio::awaitable<void> Session::fail_client(std::string_view severity, std::string_view sqlstate,
+                                           const std::string& message) {
+  spdlog::warn("session {} client={}:{}: {} {}: {}", info_.id, info_.client_addr,
+               info_.client_port, severity, sqlstate, message);
+  std::string msg = wire::error_response(severity, sqlstate, message);
+  co_await client_.write(asio::buffer(msg));
+}
+
+asio::awaitable<std::optional<wire::StartupPacket>> Session::read_startup() {
+  for (;;) {
+    std::uint8_t head[4];
+    if (auto ec = co_await client_.read_exact(asio::buffer(head)); ec) co_return std::nullopt;
+    std::uint32_t len = wire::read_u32(head);
+    if (len < 8 || len > wire::kMaxStartupPacket) {
+      co_await fail_client("FATAL", "08P01",
+                           "pgmoat: invalid length of startup packet (" + std::to_string(len) +
+                               " bytes)");
+      co_return std::nullopt;
+    }
+    std::vector<std::uint8_t> packet(len);
+    std::copy(std::begin(head), std::end(head), packet.begin());
+    if (auto ec = co_await client_.read_exact(asio::buffer(packet.data() + 4, len - 4)); ec) {
+      co_return std::nullopt;
+    }
+    std::string error;
+    auto p = wire::parse_startup(packet, &error);
+    if (!p) {
+      co_await fail_client("FATAL", "08P01", "pgmoat: " + error);
+      co_return std::nullopt;
+    }
+    if (p->code == wire::kSslRequestCode) {
+      if (client_.tls()) {
+        co_await fail_client("FATAL", "08P01", "pgmoat: SSLRequest received twice");
+        co_return std::nullopt;
+      }
+      if (!services_->server_tls) {
+        co_await client_.write(asio::buffer("N", 1));
+        continue;
+      }
+      // Bytes that arrived with the SSLRequest were sent in plaintext before the handshake:
+      // a protocol violation (and the shape of CVE-2021-23214), so close.
+      if (client_.socket().available() > 0) {
+        spdlog::warn("session {} client={}:{}: plaintext data after SSLRequest; closing",
+                     info_.id, info_.client_addr, info_.client_port);
+        co_return std::nullopt;
+      }
+      co_await client_.write(asio::buffer("S", 1));
+      if (auto ec = co_await client_.start_tls(*services_->server_tls,
+                                               asio::ssl::stream_base::server);
+          ec) {
+        spdlog::warn("session {} client={}:{}: TLS handshake failed: {}", info_.id,
+                     info_.client_addr, info_.client_port, ec.message());
+        co_return std::nullopt;
+      }
+      info_.tls_version = tls_version(client_.native_ssl());
+      info_.tls_subject = peer_subject(client_.native_ssl());
+      continue;
+    }
+    if (p->code == wire::kGssEncRequestCode) {
+      co_await client_.write(asio::buffer("N", 1));
+      continue;
+    }
+    if (p->code == wire::kCancelRequestCode) {
+      co_await forward_cancel(p->cancel_pid, p->cancel_key);
+      co_return std::nullopt;
+    }
+    if ((p->code >> 16) != 3) {
+      co_await fail_client("FATAL", "0A000",
+                           "unsupported frontend protocol " + std::to_string(p->code >> 16) +
+                               "." + std::to_string(p->code & 0xffff) +
+                               ": pgmoat supports 3.0");
+      co_return std::nullopt;
+    }
+    co_return p;
+  }
+}
+
+asio::awaitable<void> Session::forward_cancel(std::uint32_t pid, std::uint32_t key) {
+  if (!services_->cancels.contains(pid, key)) {
+    spdlog::warn("cancel request from {}:{} for backend pid {} with an unknown key: ignored",
+                 info_.client_addr, info_.client_port, pid);
+    co_return;
+  }
+  const auto& s = services_->settings;
+  auto exec = co_await asio::this_coro::executor;
+  tcp::resolver resolver(exec);
+  auto [ec, results] =
+      co_await resolver.async_resolve(s.upstream_host, std::to_string(s.upstream_port), kTuple);
+  if (ec) co_return;
+  tcp::socket sock(exec);
+  auto [cec, ep] = co_await asio::async_connect(sock, results, kTuple);
+  if (cec) {
+    spdlog::warn("cancel for backend pid {}: cannot reach upstream: {}", pid, cec.message());
+    co_return;
+  }
+  std::string packet = wire::build_cancel_request(pid, key);
+  co_await asio::async_write(sock, asio::buffer(packet), kTuple);
+  // Postgres closes the connection without answering; wait for that so the cancel is sent.
+  std::uint8_t ignored[1];
+  co_await sock.async_read_some(asio::buffer(ignored), kTuple);
+  spdlog::info("cancel request forwarded for backend pid {} (from {}:{})", pid,
+               info_.client_addr, info_.client_port);
+}
+
+asio::awaitable<Session::Login> Session::login() {
+  auto p = co_await read_startup();
+  if (!p) co_return Login::done;
+  startup_ = std::move(*p);
+  const std::string* user = startup_.get("user");
+  if (user == nullptr || user->empty()) {
+    co_await fail_client("FATAL", "28000",
+                         "no PostgreSQL user name specified in startup packet");
+    co_return Login::done;
+  }
+  info_.user = *user;
+  const std::string* db = startup_.get("database");
+  info_.database = (db != nullptr && !db->empty()) ? *db : *user;
+  if (const std::string* app = startup_.get("application_name")) info_.application_name = *app;
+  if (const std::string* repl = startup_.get("replication");
+      repl != nullptr && wants_replication(*repl) && !services_->settings.allow_replication) {
+    co_await fail_client("FATAL", "0A000",
+                         "pgmoat: replication connections are not allowed through pgmoat "
+                         "(set limits.allow_replication = true to allow them)");
+    co_return Login::done;
+  }
+  if (auto refusal = gate_.on_startup(startup_)) {
+    co_await fail_client("FATAL", "42501", *refusal);
+    co_return Login::done;
+  }
+  info_.startup_params = startup_.params;
+  if (!co_await connect_upstream()) co_return Login::done;
+  if (!co_await relay_authentication()) co_return Login::done;
+  co_return Login::proceed;
+}
+
+asio::awaitable<bool> Session::connect_upstream() {
+  const auto& s = services_->settings;
+  auto exec = co_await asio::this_coro::executor;
+  const std::string where = s.upstream_host + ":" + std::to_string(s.upstream_port);
+  tcp::resolver resolver(exec);
+  auto [rec, results] =
+      co_await resolver.async_resolve(s.upstream_host, std::to_string(s.upstream_port), kTuple);
+  if (rec) {
+    co_await fail_client("FATAL", "08006",
+                         "pgmoat: could not resolve upstream host \"" + s.upstream_host +
+                             "\": " + rec.message());
+    co_return false;
+  }
+  server_ = std::make_unique<Stream>(tcp::socket(exec));
+  asio::steady_timer timer(exec, std::chrono::milliseconds(s.connect_timeout_ms));
+  auto outcome = co_await (asio::async_connect(server_->socket(), results, kTuple) ||
+                           timer.async_wait(kTuple));
+  ErrorCode cec;
+  if (outcome.index() == 1) {
+    cec = asio::error::timed_out;
+  } else {
+    cec = std::get<0>(std::get<0>(outcome));
+  }
+  if (cec) {
+    co_await fail_client("FATAL", "08006",
+                         "pgmoat: could not connect to upstream server at " + where + ": " +
+                             cec.message());
+    co_return false;
+  }
+  ErrorCode ignored;
+  server_->socket().set_option(tcp::no_delay(true), ignored);
+  if (services_->upstream_tls) {
+    std::string req;
+    wire::put_u32(req, 8);
+    wire::put_u32(req, wire::kSslRequestCode);
+    std::uint8_t answer = 0;
+    ErrorCode ec = co_await server_->write(asio::buffer(req));
+    if (!ec) ec = co_await server_->read_exact(asio::buffer(&answer, 1));
+    if (ec || answer != 'S') {
+      co_await fail_client("FATAL", "08006",
+                           "pgmoat: upstream server at " + where +
+                               (ec ? " closed the connection during TLS negotiation"
+                                   : " does not accept TLS, but upstream.tls_mode requires it"));
+      co_return false;
+    }
+    if (auto hec = co_await server_->start_tls(*services_->upstream_tls,
+                                               asio::ssl::stream_base::client, s.upstream_host);
+        hec) {
+      co_await fail_client("FATAL", "08006",
+                           "pgmoat: TLS handshake with upstream server at " + where +
+                               " failed: " + hec.message());
+      co_return false;
+    }
+  }
+  std::string packet = wire::build_startup(startup_);
+  if (auto ec = co_await server_->write(asio::buffer(packet)); ec) {
+    co_await fail_client("FATAL", "08006",
+                         "pgmoat: upstream server at " + where + " closed the connection");
+    co_return false;
+  }
+  co_return true;
+}
+
+asio::awaitable<std::optional<std::vector<std::uint8_t>>> Session::read_message(Stream& s,
+                                                                              Buffer& buf,
+                                                                              bool from_client) {
+  for (;;) {
+    auto data = buf.readable();
+    std::size_t need = 5;
+    if (data.size() >= 5) {
+      std::uint32_t len = wire::read_u32(data.data() + 1);
+      if (len < 4 || len + std::size_t{1} > kMaxLoginMessage ||
+          (from_client && !wire::is_frontend_tag(static_cast<char>(data[0])))) {
+        if (from_client) {
+          co_await fail_client("FATAL", "08P01",
+                               "pgmoat: protocol violation: invalid message during login");
+        } else {
+          co_await fail_client("FATAL", "08P01",
+                               "pgmoat: invalid message from upstream server during login");
+        }
+        co_return std::nullopt;
+      }
+      need = len + std::size_t{1};
+      if (data.size() >= need) {
+        std::vector<std::uint8_t> msg(data.begin(), data.begin() + static_cast<long>(need));
+        buf.consume(need);
+        co_return msg;
+      }
+    }
+    buf.prepare(need);
+    auto [ec, n] = co_await s.read_some(to_buffer(buf.writable()));
+    if (ec) co_return std::nullopt;
+    buf.commit(n);
+  }
+}
+
+asio::awaitable<bool> Session::relay_authentication() {
+  for (;;) {
+    auto msg = co_await read_message(*server_, server_in_, false);
+    if (!msg) {
+      co_await fail_client("FATAL", "08006",
+                           "pgmoat: upstream server closed the connection during login");
+      co_return false;
+    }
+    const char tag = static_cast<char>((*msg)[0]);
+    if (tag == wire::be::kAuthentication) {
+      auto auth = wire::parse_authentication(*msg);
+      if (!auth) {
+        co_await fail_client("FATAL", "08P01",
+                             "pgmoat: malformed authentication request from upstream");
+        co_return false;
+      }
+      if (std::string m = auth_method_name(auth->code); !m.empty()) info_.auth_method = m;
+      if (auth->code == static_cast<std::uint32_t>(wire::AuthCode::sasl)) {
+        // Channel binding binds the client's SCRAM exchange to the TLS connection it sees,
+        // which ends at pgmoat: never offer the -PLUS variants through the proxy.
+        std::vector<std::string> mechs;
+        for (auto& m : auth->sasl_mechanisms) {
+          if (!m.ends_with("-PLUS")) mechs.push_back(m);
+        }
+        if (mechs.empty()) {
+          co_await fail_client("FATAL", "28000",
+                               "pgmoat: the upstream server offers only channel-binding "
+                               "authentication, which cannot pass through a proxy");
+          co_return false;
+        }
+        std::string rebuilt = wire::build_sasl_mechanisms(mechs);
+        msg->assign(rebuilt.begin(), rebuilt.end());
+      }
+      if (auto ec = co_await client_.write(asio::buffer(*msg)); ec) co_return false;
+      if (auth_needs_response(auth->code)) {
+        auto reply = co_await read_message(client_, client_in_, true);
+        if (!reply) co_return false;
+        const char rtag = static_cast<char>((*reply)[0]);
+        if (rtag == wire::fe::kTerminate) co_return false;
+        if (rtag != wire::fe::kPassword) {
+          co_await fail_client("FATAL", "08P01",
+                               std::string("pgmoat: expected an authentication response, got "
+                                           "message type '") +
+                                   rtag + "'");
+          co_return false;
+        }
+        if (auto ec = co_await server_->write(asio::buffer(*reply)); ec) {
+          co_await fail_client("FATAL", "08006",
+                               "pgmoat: upstream server closed the connection during login");
+          co_return false;
+        }
+      }
+      continue;
+    }
+    if (tag == wire::be::kBackendKeyData) {
+      if (auto key = wire::parse_backend_key(*msg)) {
+        info_.backend_pid = key->pid;
+        info_.backend_secret = key->secret;
+      }
+    }
+    if (auto ec = co_await client_.write(asio::buffer(*msg)); ec) co_return false;
+    if (tag == wire::be::kErrorResponse) co_return false;  // FATAL: the server closes
+    if (tag == wire::be::kReadyForQuery) {
+      if (auto st = wire::parse_ready_for_query(*msg)) gate_.on_ready(*st);
+      if (info_.backend_pid != 0) {
+        services_->cancels.add(info_.backend_pid, info_.backend_secret);
+        key_registered_ = true;
+      }
+      co_return true;
+    }
+  }
+}
+
+asio::awaitable<bool> Session::flush(Stream& to, Outbox& out) {
+  if (out.empty()) co_return true;
+  auto buffers = out.buffers<asio::const_buffer>();
+  ErrorCode ec = co_await to.write(buffers);
+  out.clear();
+  if (ec) {
+    close();
+    co_return false;
+  }
+  co_return true;
+}
+
+asio::awaitable<void> Session::client_to_server() {
+  wire::Splitter splitter("QP", services_->settings.max_message_bytes + 1, &wire::is_frontend_tag);
+  Outbox out;
+  for (;;) {
+    auto r = splitter.next(client_in_.readable());
+    if (r.status == wire::Splitter::Status::need_more) {
+      if (!co_await flush(*server_, out)) break;
+      client_in_.prepare(r.need);
+      auto [ec, n] = co_await client_.read_some(to_buffer(client_in_.writable()));
+      if (ec) break;
+      client_in_.commit(n);
+      client_in_.grow_if_full(n, kMaxStreamBuffer);
+      last_activity_ = Clock::now();
+      continue;
+    }
+    if (r.status == wire::Splitter::Status::error) {
+      co_await flush(*server_, out);
+      co_await fail_client("FATAL", "08P01", "pgmoat: protocol violation: " + r.error);
+      break;
+    }
+    const auto& piece = r.piece;
+    bool terminate = false;
+    if (piece.kind == wire::Splitter::Kind::whole && piece.tag == wire::fe::kQuery) {
+      auto sql = wire::parse_query(piece.bytes);
+      if (!sql) {
+        co_await flush(*server_, out);
+        co_await fail_client("FATAL", "08P01", "pgmoat: protocol violation: malformed Query");
+        break;
+      }
+      auto verdict = co_await gate_.on_query(piece.bytes, *sql);
+      if (verdict.replace) {
+        out.add_copy(verdict.bytes);
+      } else {
+        out.add(piece.bytes);
+      }
+    } else if (piece.kind == wire::Splitter::Kind::whole && piece.tag == wire::fe::kParse) {
+      auto parse = wire::parse_parse(piece.bytes);
+      if (!parse) {
+        co_await flush(*server_, out);
+        co_await fail_client("FATAL", "08P01", "pgmoat: protocol violation: malformed Parse");
+        break;
+      }
+      auto verdict = co_await gate_.on_parse(piece.bytes, *parse);
+      if (verdict.replace) {
+        out.add_copy(verdict.bytes);
+      } else {
+        out.add(piece.bytes);
+      }
+    } else {
+      if (piece.kind == wire::Splitter::Kind::whole) gate_.on_client_message(piece.bytes);
+      out.add(piece.bytes);
+      terminate = piece.tag == wire::fe::kTerminate && piece.last;
+    }
+    client_in_.consume(r.consumed);
+    if (terminate) {
+      co_await flush(*server_, out);
+      break;
+    }
+    if (out.bytes() >= kFlushThreshold && !co_await flush(*server_, out)) break;
+  }
+  close();
+}
+
+asio::awaitable<void> Session::server_to_client() {
+  wire::Splitter splitter("ZCE", kMaxServerWhole, nullptr);
+  Outbox out;
+  bool fatal_seen = false;
+  for (;;) {
+    auto r = splitter.next(server_in_.readable());
+    if (r.status == wire::Splitter::Status::need_more) {
+      if (!co_await flush(client_, out)) break;
+      server_in_.prepare(r.need);
+      auto [ec, n] = co_await server_->read_some(to_buffer(server_in_.writable()));
+      if (ec) {
+        if (!closed_ && !fatal_seen && !splitter.streaming()) {
+          co_await fail_client("FATAL", "08006",
+                               "pgmoat: connection to the upstream server was lost");
+        } else if (!closed_) {
+          spdlog::warn("session {}: upstream connection lost ({})", info_.id, ec.message());
+        }
+        break;
+      }
+      server_in_.commit(n);
+      server_in_.grow_if_full(n, kMaxStreamBuffer);
+      last_activity_ = Clock::now();
+      continue;
+    }
+    if (r.status == wire::Splitter::Status::error) {
+      co_await flush(client_, out);
+      co_await fail_client("FATAL", "08P01", "pgmoat: invalid message from upstream: " + r.error);
+      break;
+    }
+    const auto& piece = r.piece;
+    if (piece.kind == wire::Splitter::Kind::whole) {
+      switch (piece.tag) {
+        case wire::be::kReadyForQuery:
+          if (auto st = wire::parse_ready_for_query(piece.bytes)) gate_.on_ready(*st);
+          out.add(piece.bytes);
+          break;
+        case wire::be::kCommandComplete:
+          gate_.on_command_complete(piece.bytes);
+          out.add(piece.bytes);
+          break;
+        case wire::be::kErrorResponse: {
+          auto fields = wire::parse_error(piece.bytes);
+          if (fields) {
+            const std::string* sev = fields->get('V');
+            if (sev == nullptr) sev = fields->get('S');
+            fatal_seen = fatal_seen || (sev != nullptr && (*sev == "FATAL" || *sev == "PANIC"));
+          }
+          if (auto rewritten = gate_.on_error(fields ? &*fields : nullptr)) {
+            out.add_copy(*rewritten);
+          } else {
+            out.add(piece.bytes);
+          }
+          break;
+        }
+        default:
+          out.add(piece.bytes);
+      }
+    } else {
+      out.add(piece.bytes);
+    }
+    server_in_.consume(r.consumed);
+    if (out.bytes() >= kFlushThreshold && !co_await flush(client_, out)) break;
+  }
+  close();
+}
+
+}  // namespace pgmoat::proxy
