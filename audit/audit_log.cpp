@@ -349,11 +349,15 @@ bool AuditLog::write_all(const std::string& bytes, std::string& error) {
 }
 
 void AuditLog::fail(std::vector<Pending>& batch, std::size_t first, std::size_t last) {
+  std::uint64_t callers = 0;  // the writer's own records (no done) are not counted
+  for (std::size_t k = first; k < last; ++k) {
+    if (batch[k].done) ++callers;
+  }
   {
     std::lock_guard lk(mu_);
-    stats_.failed += last - first;
+    stats_.failed += callers;
   }
-  refused_while_unhealthy_ += last - first;
+  refused_while_unhealthy_ += callers;
   for (std::size_t k = first; k < last; ++k) call(batch[k].done, false);
 }
 
