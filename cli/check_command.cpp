@@ -144,8 +144,13 @@ std::string decision_label(const policy::StatementVerdict& v) {
   return "ALLOW";
 }
 
-// The statement's first 60 characters on one line.
+// The statement's first 60 characters on one line, after any leading `--` comment lines.
 std::string snippet(std::string_view text) {
+  while (text.starts_with("--")) {
+    auto nl = text.find('\n');
+    text = nl == std::string_view::npos ? std::string_view() : text.substr(nl + 1);
+    while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  }
   std::string out;
   bool space = false;
   for (char ch : text) {
