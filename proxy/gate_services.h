@@ -1,23 +1,33 @@
-// What the statement gates of all sessions share: the current policy (swapped atomically on
-// reload), the classification cache, the audit log and the approval state.
+// What the statement gates of all sessions share: the current policy and approvers (swapped
+// atomically on reload), the classification cache, approval state and the audit log.
 #pragma once
 
 #include <atomic>
 #include <memory>
 
+#include "audit/audit_log.h"
 #include "parser/classify.h"
+#include "policy/approval_store.h"
 #include "policy/policy.h"
+#include "policy/token.h"
 #include "proxy/app_config.h"
 
 namespace pgmoat::proxy {
 
 struct GateServices {
   std::atomic<std::shared_ptr<const policy::Policy>> policy;
+  std::atomic<std::shared_ptr<const policy::TrustedKeys>> approvers;
   parser::ClassificationCache cache;
+  std::unique_ptr<policy::RevocationList> revocations;  // null: none configured
+  std::unique_ptr<policy::ApprovalStore> approval_store;  // null: tokens with max_uses refused
+  std::unique_ptr<audit::AuditLog> audit;                 // null: auditing off
+  audit::Settings audit_settings;
 };
 
+// Opens the audit log and the approval state. Throws std::runtime_error naming what failed.
 std::shared_ptr<GateServices> make_gate_services(const AppConfig& config);
-// Replaces what can change at runtime (the policy). Never throws.
+// SIGHUP: swaps in the new policy and approvers, re-reads the revocation list and rotates the
+// audit file. Never throws.
 void reload_gate_services(GateServices& services, const AppConfig& config);
 
 }  // namespace pgmoat::proxy

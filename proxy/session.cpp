@@ -104,6 +104,7 @@ asio::awaitable<void> Session::run() {
     spdlog::error("session {}: unexpected error: {}", info_.id, e.what());
   }
   close();
+  gate_.on_session_end();
   if (!info_.user.empty()) {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - info_.started);
     spdlog::info("session {} closed: client={}:{} user={} database={} application_name={} "
@@ -151,6 +152,7 @@ asio::awaitable<void> Session::run_inner() {
   Login result = co_await login();
   logged_in_ = true;
   if (result == Login::done || closed_) co_return;
+  gate_.on_login_complete();
   spdlog::info("session {} connected: client={}:{} user={} database={} application_name={} "
                "tls={} auth={} backend_pid={}",
                info_.id, info_.client_addr, info_.client_port, info_.user, info_.database,
@@ -479,7 +481,7 @@ asio::awaitable<bool> Session::flush(Stream& to, Outbox& out) {
 }
 
 asio::awaitable<void> Session::client_to_server() {
-  wire::Splitter splitter("QP", services_->settings.max_message_bytes + 1, &wire::is_frontend_tag);
+  wire::Splitter splitter("QPE", services_->settings.max_message_bytes + 1, &wire::is_frontend_tag);
   Outbox out;
   for (;;) {
     auto r = splitter.next(client_in_.readable());
@@ -526,8 +528,15 @@ asio::awaitable<void> Session::client_to_server() {
       } else {
         out.add(piece.bytes);
       }
+    } else if (piece.kind == wire::Splitter::Kind::whole && piece.tag == wire::fe::kExecute) {
+      auto verdict = co_await gate_.on_execute(piece.bytes);
+      if (verdict.replace) {
+        out.add_copy(verdict.bytes);
+      } else {
+        out.add(piece.bytes);
+      }
     } else {
-      if (piece.kind == wire::Splitter::Kind::whole) gate_.on_client_message(piece.bytes);
+      if (piece.kind != wire::Splitter::Kind::rest) gate_.on_client_message(piece.bytes);
       out.add(piece.bytes);
       terminate = piece.tag == wire::fe::kTerminate && piece.last;
     }
@@ -542,7 +551,7 @@ asio::awaitable<void> Session::client_to_server() {
 }
 
 asio::awaitable<void> Session::server_to_client() {
-  wire::Splitter splitter("ZCE", kMaxServerWhole, nullptr);
+  wire::Splitter splitter("ZCEs", kMaxServerWhole, nullptr);
   Outbox out;
   bool fatal_seen = false;
   for (;;) {
@@ -575,6 +584,10 @@ asio::awaitable<void> Session::server_to_client() {
       switch (piece.tag) {
         case wire::be::kReadyForQuery:
           if (auto st = wire::parse_ready_for_query(piece.bytes)) gate_.on_ready(*st);
+          out.add(piece.bytes);
+          break;
+        case wire::be::kPortalSuspended:
+          gate_.on_portal_suspended();
           out.add(piece.bytes);
           break;
         case wire::be::kCommandComplete:

@@ -1,24 +1,537 @@
 #include "proxy/statement_gate.h"
 
+#include <ctime>
+#include <random>
+
+#include <spdlog/spdlog.h>
+
+#include "audit/audit_log.h"
+#include "parser/classify.h"
+#include "policy/token.h"
+#include "proxy/audit_bridge.h"
+#include "proxy/gate_services.h"
+#include "proxy/wire/protocol.h"
+
 namespace pgmoat::proxy {
 
+namespace asio = boost::asio;
+using parser::StatementClass;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr std::string_view kMarkerWord = "pgmoat_refused_";
+constexpr std::string_view kApprovalSetting = "pgmoat.approval";
+
+// Classes that change data, schema, roles or server state: their statements are audited
+// write-ahead. Reads, transaction control and plain SETs are not (unless statements = "all").
+constexpr parser::ClassSet kReadOnly =
+    parser::bit(StatementClass::select) | parser::bit(StatementClass::copy_to) |
+    parser::bit(StatementClass::transaction) | parser::bit(StatementClass::set) |
+    parser::bit(StatementClass::other);
+
+std::int64_t unix_now() { return static_cast<std::int64_t>(std::time(nullptr)); }
+
+std::string random_hex(std::size_t n) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  while (out.size() < n) {
+    std::uint64_t v = rng();
+    for (int i = 0; i < 16 && out.size() < n; ++i, v >>= 4) out.push_back(hex[v & 0xf]);
+  }
+  return out;
+}
+
+std::vector<std::string> class_names(parser::ClassSet s) {
+  std::vector<std::string> out;
+  for (int i = 0; i < static_cast<int>(StatementClass::kCount); ++i) {
+    auto c = static_cast<StatementClass>(i);
+    if (parser::has(s, c)) out.emplace_back(parser::class_name(c));
+  }
+  return out;
+}
+
+// Removes `-c pgmoat.approval=TOKEN` (and the `--pgmoat.approval=TOKEN` spelling) from a
+// libpq options string; returns the token, or "" when there was none.
+std::string take_approval_option(std::string& options) {
+  std::vector<std::string> words;
+  std::string cur;
+  bool escape = false;
+  for (char ch : options) {
+    if (escape) {
+      cur.push_back('\\');
+      cur.push_back(ch);
+      escape = false;
+    } else if (ch == '\\') {
+      escape = true;
+    } else if (ch == ' ' || ch == '\t') {
+      if (!cur.empty()) words.push_back(std::move(cur));
+      cur.clear();
+    } else {
+      cur.push_back(ch);
+    }
+  }
+  if (!cur.empty()) words.push_back(std::move(cur));
+  std::string token;
+  std::vector<std::string> kept;
+  const std::string assign = std::string(kApprovalSetting) + "=";
+  for (std::size_t i = 0; i < words.size(); ++i) {
+    const std::string& w = words[i];
+    if (w == "-c" && i + 1 < words.size() && words[i + 1].starts_with(assign)) {
+      token = words[i + 1].substr(assign.size());
+      ++i;
+    } else if (w.starts_with("-c" + assign)) {
+      token = w.substr(2 + assign.size());
+    } else if (w.starts_with("--" + assign)) {
+      token = w.substr(2 + assign.size());
+    } else {
+      kept.push_back(w);
+    }
+  }
+  if (token.empty()) return token;
+  std::string rebuilt;
+  for (const auto& w : kept) {
+    if (!rebuilt.empty()) rebuilt.push_back(' ');
+    rebuilt += w;
+  }
+  options = rebuilt;
+  return token;
+}
+
+const char* kApprovalHint =
+    "Ask an approver for a token (pgmoat token issue ...), then run "
+    "SET pgmoat.approval = '<token>' or connect with options=-c pgmoat.approval=<token>.";
+
+}  // namespace
+
 StatementGate::StatementGate(GateServices* services, SessionInfo& info)
-    : services_(services), info_(info) {}
+    : services_(services), info_(info), marker_prefix_(std::string(kMarkerWord) + random_hex(12)) {}
 
-boost::asio::awaitable<StatementGate::Verdict> StatementGate::on_query(wire::Bytes,
-                                                                      std::string_view) {
+// ---- Session lifecycle ---------------------------------------------------------------------
+
+std::optional<std::string> StatementGate::on_startup(wire::StartupPacket& startup) {
+  for (auto it = startup.params.begin(); it != startup.params.end(); ++it) {
+    if (it->first != "options") continue;
+    std::string token = take_approval_option(it->second);
+    if (token.empty()) break;
+    if (it->second.empty()) startup.params.erase(it);
+    if (services_ == nullptr) return "pgmoat: approval tokens are not configured";
+    auto keys = services_->approvers.load();
+    auto result = policy::verify_token(token, *keys, unix_now(), services_->revocations.get());
+    if (!result.ok()) return "pgmoat: approval token in connection options refused: " + result.message;
+    approvals_ = {policy::to_approval(*result.claims)};
+    approval_max_uses_ = result.claims->max_uses;
+    spdlog::info("approval token {} (approver {}) presented at connect by {}@{}", result.claims->id,
+                 result.claims->approver, info_.user, info_.database);
+    break;
+  }
+  return std::nullopt;
+}
+
+void StatementGate::on_login_complete() {
+  identity_ = make_identity(info_);
+  if (services_ == nullptr || !services_->audit) return;
+  audit::Event e;
+  e.type = audit::EventType::kAuthenticated;
+  if (!approvals_.empty()) {
+    e.token_id = approvals_.front().id;
+    e.approver = approvals_.front().approver;
+    e.reason = approvals_.front().reason;
+  }
+  audit_async(std::move(e));
+}
+
+void StatementGate::on_session_end() {
+  if (services_ == nullptr || !services_->audit || identity_.user.empty()) return;
+  audit::Event e;
+  e.type = audit::EventType::kConnectionClosed;
+  audit_async(std::move(e));
+}
+
+// ---- Client side ---------------------------------------------------------------------------
+
+policy::SessionContext StatementGate::context(const policy::Policy&) {
+  policy::SessionContext ctx;
+  ctx.user = info_.user;
+  ctx.database = info_.database;
+  ctx.application_name = info_.application_name;
+  ctx.client_addr = info_.client_addr;
+  ctx.tls_subject = info_.tls_subject;
+  ctx.now = unix_now();
+  ctx.approvals = &approvals_;
+  return ctx;
+}
+
+StatementGate::Verdict StatementGate::refuse(Refusal r, const wire::ParseMsg* parse) {
+  std::string marker = marker_prefix_ + std::to_string(next_marker_++);
+  spdlog::warn("session {} {}@{} app={} client={}: {} ({})", info_.id, info_.user,
+               info_.database, info_.application_name, info_.client_addr, r.message, r.detail);
+  refusals_.emplace(marker, std::move(r));
+  Verdict v;
+  v.replace = true;
+  v.refused = true;
+  v.bytes = parse != nullptr ? wire::build_parse(parse->name, marker, parse->param_types)
+                             : wire::build_query(marker);
+  return v;
+}
+
+std::optional<StatementGate::Verdict> StatementGate::handle_approval(
+    const parser::Classification& c, const wire::ParseMsg* parse) {
+  const parser::Statement* set = nullptr;
+  for (const auto& st : c.statements) {
+    if (st.set_name == kApprovalSetting) set = &st;
+  }
+  if (set == nullptr) return std::nullopt;
+  if (c.statements.size() != 1) {
+    return refuse({"42501", "pgmoat: SET pgmoat.approval must be sent as a statement of its own",
+                   "The token would otherwise reach the server with the other statements.",
+                   "Send SET pgmoat.approval = '<token>' by itself, then the statements."},
+                  parse);
+  }
+  auto forward = [&](const std::string& sql) {
+    Verdict v;
+    v.replace = true;
+    v.bytes = parse != nullptr ? wire::build_parse(parse->name, sql, parse->param_types)
+                               : wire::build_query(sql);
+    return v;
+  };
+  if (set->is_reset || set->set_value.empty()) {
+    approvals_.clear();
+    approval_max_uses_.reset();
+    return forward("RESET pgmoat.approval_id");
+  }
+  auto keys = services_->approvers.load();
+  auto result = policy::verify_token(set->set_value, *keys, unix_now(), services_->revocations.get());
+  if (!result.ok()) {
+    return refuse({"42501", "pgmoat: approval token refused: " + result.message,
+                   result.claims ? "token " + result.claims->id + " by " + result.claims->approver
+                                 : std::string("the token could not be verified"),
+                   kApprovalHint},
+                  parse);
+  }
+  approvals_ = {policy::to_approval(*result.claims)};
+  approval_max_uses_ = result.claims->max_uses;
+  audit::Event e;
+  e.type = audit::EventType::kApprovalUse;
+  e.decision = "presented";
+  e.token_id = result.claims->id;
+  e.approver = result.claims->approver;
+  e.reason = result.claims->reason;
+  audit_async(std::move(e));
+  spdlog::info("session {}: approval token {} by {} active ({})", info_.id, result.claims->id,
+               result.claims->approver, result.claims->reason);
+  // The id is harmless to show the server; the token itself never reaches it.
+  return forward("SET pgmoat.approval_id = '" + result.claims->id + "'");
+}
+
+bool StatementGate::is_audited(const parser::Statement& st) const {
+  if (services_->audit_settings.statements == audit::Settings::Statements::kAll) return true;
+  return (st.classes & ~kReadOnly) != 0;
+}
+
+audit::Event StatementGate::statement_event(const parser::Statement& st, audit::EventType type) {
+  audit::Event e;
+  e.type = type;
+  e.statement = services_->audit_settings.text == audit::Settings::Text::kNormalized
+                    ? parser::normalize(st.text)
+                    : st.text;
+  e.fingerprint = parser::fingerprint(st.text);
+  e.classes = class_names(st.classes);
+  for (const auto& t : st.tables) {
+    (t.access == parser::Access::read ? e.tables_read : e.tables_written).push_back(t.name);
+  }
+  return e;
+}
+
+std::string StatementGate::encode(const audit::Event& e) { return audit::encode(identity_, e); }
+
+void StatementGate::audit_async(audit::Event e) {
+  if (services_ == nullptr || !services_->audit) return;
+  append_async(services_->audit.get(), encode(e));
+}
+
+asio::awaitable<StatementGate::Verdict> StatementGate::decide(
+    std::shared_ptr<const parser::Classification> c, wire::Bytes message,
+    const wire::ParseMsg* parse) {
+  (void)message;
+  if (auto v = handle_approval(*c, parse)) co_return std::move(*v);
+
+  auto pol = services_->policy.load();
+  // Use counts come from the shared store, so every instance sees the same number.
+  if (!approvals_.empty() && approval_max_uses_) {
+    std::int64_t used = *approval_max_uses_;  // unreadable store: no uses left (fail closed)
+    if (services_->approval_store) {
+      try {
+        used = services_->approval_store->uses(approvals_.front().id);
+      } catch (const std::exception& e) {
+        spdlog::error("approval use counts unreadable: {}", e.what());
+      }
+    }
+    approvals_.front().uses_left = *approval_max_uses_ - used;
+  }
+  policy::SessionContext ctx = context(*pol);
+  policy::Decision d = policy::evaluate(*c, ctx, *pol);
+
+  const bool audit_on = static_cast<bool>(services_->audit);
+  if (!d.allowed) {
+    if (audit_on) {
+      std::vector<std::string> records;
+      for (std::size_t i = 0; i < c->statements.size() && i < d.statements.size(); ++i) {
+        if (d.statements[i].allowed) continue;
+        auto e = statement_event(c->statements[i], audit::EventType::kRefusal);
+        e.decision = std::string(policy::action_name(d.statements[i].action));
+        e.rule = d.statements[i].rule;
+        e.detail = d.statements[i].message;
+        records.push_back(encode(e));
+      }
+      if (c->statements.empty() || !c->ok) {
+        audit::Event e;
+        e.type = audit::EventType::kRefusal;
+        e.statement = parse != nullptr ? std::string(parse->query) : std::string();
+        e.decision = "parse_error";
+        e.detail = d.message;
+        records.push_back(encode(e));
+      }
+      for (auto& r : records) append_async(services_->audit.get(), std::move(r));
+    }
+    co_return refuse({"42501", d.message, d.detail, d.hint}, parse);
+  }
+
+  // Count approval uses before anything runs; a use that cannot be recorded refuses.
+  for (const std::string& id : d.approvals_used) {
+    const policy::Approval* a = nullptr;
+    for (const auto& x : approvals_) {
+      if (x.id == id) a = &x;
+    }
+    if (a == nullptr) continue;
+    if (a->uses_left && !services_->approval_store) {
+      co_return refuse({"42501", "pgmoat: approval token " + id + " limits its uses, but "
+                                 "approvals.state_dir is not configured to count them",
+                        "token " + id, "Set [approvals] state_dir in the pgmoat config."},
+                       parse);
+    }
+    if (services_->approval_store) {
+      std::string err;
+      if (!services_->approval_store->try_consume(id, a->uses_left, &err)) {
+        co_return refuse({"42501",
+                          err.empty() ? "pgmoat: approval token " + id + " has no uses left"
+                                      : "pgmoat: approval token " + id + " use not recorded: " + err,
+                          "token " + id + " by " + a->approver, kApprovalHint},
+                         parse);
+      }
+    }
+  }
+
+  if (audit_on) {
+    std::vector<std::string> records;
+    bool must_wait = false;
+    for (std::size_t i = 0; i < c->statements.size() && i < d.statements.size(); ++i) {
+      const auto& st = c->statements[i];
+      const auto& v = d.statements[i];
+      if (v.would_refuse) {
+        auto e = statement_event(st, audit::EventType::kWouldRefuse);
+        e.decision = "would_refuse";
+        e.rule = v.rule;
+        e.detail = v.message;
+        records.push_back(encode(e));
+      }
+      if (!is_audited(st) && v.approval_id.empty()) continue;
+      auto e = statement_event(st, audit::EventType::kStatement);
+      e.statement_id = next_statement_id_ + i;
+      e.decision = v.approval_id.empty() ? "allow" : "approved";
+      e.rule = v.rule;
+      if (!v.approval_id.empty()) {
+        for (const auto& a : approvals_) {
+          if (a.id != v.approval_id) continue;
+          e.token_id = a.id;
+          e.approver = a.approver;
+          e.reason = a.reason;
+        }
+      }
+      records.push_back(encode(e));
+      must_wait = true;
+    }
+    if (!c->ok) {
+      audit::Event e;
+      e.type = audit::EventType::kStatement;
+      e.statement = parse != nullptr ? std::string(parse->query) : std::string();
+      e.decision = "allow_unparsed";
+      e.detail = c->error;
+      records.push_back(encode(e));
+      must_wait = true;
+    }
+    if (must_wait) {
+      // Write-ahead: the record is on disk before the statement reaches the server.
+      if (!co_await append_durably(services_->audit.get(), std::move(records))) {
+        co_return refuse({"58030", "pgmoat: the audit trail cannot be written; write refused",
+                          "pgmoat records every write before forwarding it and failed to do so.",
+                          "Check the disk and permissions of the audit path; reads still work."},
+                         parse);
+      }
+    } else {
+      for (auto& r : records) append_async(services_->audit.get(), std::move(r));
+    }
+  }
   co_return Verdict{};
 }
 
-boost::asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(wire::Bytes,
-                                                                      const wire::ParseMsg&) {
+asio::awaitable<StatementGate::Verdict> StatementGate::on_query(wire::Bytes message,
+                                                               std::string_view sql) {
+  if (services_ == nullptr) co_return Verdict{};
+  auto c = services_->cache.get(sql);
+  std::uint64_t group = next_group_++;
+  groups_.push_back(group);
+  Verdict v = co_await decide(c, message, nullptr);
+  if (!v.refused) {
+    for (const auto& st : c->statements) {
+      running_.push_back({next_statement_id_++, group, is_audited(st), Clock::now()});
+    }
+  }
+  co_return v;
+}
+
+asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(wire::Bytes message,
+                                                               const wire::ParseMsg& parse) {
+  if (services_ == nullptr) co_return Verdict{};
+  auto c = services_->cache.get(parse.query);
+  Verdict v = co_await decide(c, message, &parse);
+  Prepared p;
+  p.classification = c;
+  p.statement_count = c->statements.size();
+  for (const auto& st : c->statements) p.audited = p.audited || is_audited(st);
+  statements_[std::string(parse.name)] = std::move(p);
+  co_return v;
+}
+
+asio::awaitable<StatementGate::Verdict> StatementGate::on_execute(wire::Bytes message) {
+  if (services_ == nullptr) co_return Verdict{};
+  auto portal = wire::parse_execute_portal(message);
+  if (extended_group_ == 0) extended_group_ = next_group_++;
+  Running r{next_statement_id_++, extended_group_, false, Clock::now()};
+  if (portal) {
+    auto pit = portals_.find(*portal);
+    if (pit != portals_.end()) {
+      auto sit = statements_.find(pit->second);
+      if (sit != statements_.end() && sit->second.audited && services_->audit) {
+        // Each execution of a writing prepared statement is its own audited write.
+        r.audited = true;
+        const auto& st = sit->second.classification->statements.front();
+        auto e = statement_event(st, audit::EventType::kStatement);
+        e.statement_id = r.statement_id;
+        e.decision = "allow";
+        e.detail = "extended protocol: statement \"" + pit->second + "\" portal \"" +
+                   std::string(*portal) + "\"";
+        std::vector<std::string> records;
+        records.push_back(encode(e));
+        if (!co_await append_durably(services_->audit.get(), std::move(records))) {
+          co_return refuse({"58030", "pgmoat: the audit trail cannot be written; write refused",
+                            "pgmoat records every write before forwarding it and failed to do so.",
+                            "Check the disk and permissions of the audit path; reads still work."},
+                           nullptr);
+        }
+      }
+    }
+  }
+  running_.push_back(r);
   co_return Verdict{};
 }
 
-std::optional<std::string> StatementGate::on_startup(wire::StartupPacket&) { return std::nullopt; }
-void StatementGate::on_client_message(wire::Bytes) {}
-std::optional<std::string> StatementGate::on_error(const wire::ErrorFields*) { return std::nullopt; }
-void StatementGate::on_command_complete(wire::Bytes) {}
-void StatementGate::on_ready(char status) { info_.transaction_status = status; }
+void StatementGate::on_client_message(wire::Bytes message) {
+  if (services_ == nullptr || message.empty()) return;
+  switch (static_cast<char>(message[0])) {
+    case wire::fe::kBind:
+      if (auto b = wire::parse_bind_names(message)) {
+        portals_[std::string(b->portal)] = std::string(b->statement);
+      }
+      break;
+    case wire::fe::kClose:
+      if (auto t = wire::parse_target(message)) {
+        if (t->first == 'S') {
+          auto it = statements_.find(t->second);
+          if (it != statements_.end()) statements_.erase(it);
+        } else {
+          auto it = portals_.find(t->second);
+          if (it != portals_.end()) portals_.erase(it);
+        }
+      }
+      break;
+    case wire::fe::kSync:
+      if (extended_group_ == 0) extended_group_ = next_group_++;
+      groups_.push_back(extended_group_);
+      extended_group_ = 0;
+      break;
+    case wire::fe::kFunctionCall:
+      groups_.push_back(next_group_++);
+      break;
+    default:
+      break;
+  }
+}
+
+// ---- Server side ---------------------------------------------------------------------------
+
+std::optional<std::string> StatementGate::on_error(const wire::ErrorFields* fields) {
+  if (fields == nullptr) return std::nullopt;
+  if (!refusals_.empty()) {
+    std::string msg = fields->message();
+    auto at = msg.find(kMarkerWord);
+    if (at != std::string::npos) {
+      auto end = msg.find('"', at);
+      std::string marker = msg.substr(at, end == std::string::npos ? end : end - at);
+      auto it = refusals_.find(marker);
+      if (it != refusals_.end()) {
+        Refusal r = std::move(it->second);
+        refusals_.erase(it);
+        return wire::error_response("ERROR", r.sqlstate, r.message, r.detail, r.hint);
+      }
+    }
+  }
+  if (!running_.empty()) {
+    Running r = running_.front();
+    running_.pop_front();
+    if (r.audited && services_ != nullptr && services_->audit) {
+      audit::Event e;
+      e.type = audit::EventType::kOutcome;
+      e.statement_id = r.statement_id;
+      e.outcome = audit::Outcome{{}, std::nullopt, fields->sqlstate(), fields->message()};
+      e.duration_us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - r.started).count();
+      audit_async(std::move(e));
+    }
+    // The rest of that Query (or Sync epoch) will not run.
+    while (!running_.empty() && running_.front().group == r.group) running_.pop_front();
+  }
+  return std::nullopt;
+}
+
+void StatementGate::on_command_complete(wire::Bytes message) {
+  if (running_.empty()) return;
+  Running r = running_.front();
+  running_.pop_front();
+  if (!r.audited || services_ == nullptr || !services_->audit) return;
+  auto cc = wire::parse_command_complete(message);
+  if (!cc) return;
+  audit::Event e;
+  e.type = audit::EventType::kOutcome;
+  e.statement_id = r.statement_id;
+  std::optional<std::int64_t> rows;
+  if (cc->rows) rows = static_cast<std::int64_t>(*cc->rows);
+  e.outcome = audit::Outcome{std::string(cc->tag), rows, {}, {}};
+  e.duration_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - r.started).count();
+  audit_async(std::move(e));
+}
+
+void StatementGate::on_portal_suspended() {
+  if (!running_.empty()) running_.pop_front();
+}
+
+void StatementGate::on_ready(char status) {
+  info_.transaction_status = status;
+  if (groups_.empty()) return;
+  std::uint64_t g = groups_.front();
+  groups_.pop_front();
+  while (!running_.empty() && running_.front().group <= g) running_.pop_front();
+}
 
 }  // namespace pgmoat::proxy

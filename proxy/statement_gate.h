@@ -1,15 +1,30 @@
-// The seam between the byte pumps and the policy: every Query and Parse passes through
-// here before it is forwarded, and the server's answers are reported back so refusals can
-// be rewritten and outcomes recorded.
+// The seam between the byte pumps and the policy. Every Query and Parse passes through here
+// before it is forwarded; the server's answers come back so refusals can be rewritten and
+// outcomes audited.
+//
+// Refusing without breaking protocol order: a refused Query or Parse is replaced by a bare
+// identifier (`pgmoat_refused_<id>`) that fails in Postgres's own parser. Postgres answers it
+// with a syntax error in exactly the right place, aborts an open transaction and skips to
+// Sync, as for any error; on_error() recognises the marker and rewrites the error into the
+// refusal. Postgres stays the single owner of ordering and transaction state.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <vector>
 
 #include <boost/asio/awaitable.hpp>
 
+#include "audit/record.h"
+#include "parser/classification.h"
+#include "policy/policy.h"
 #include "proxy/session_info.h"
 #include "proxy/wire/messages.h"
 
@@ -23,28 +38,79 @@ class StatementGate {
 
   struct Verdict {
     bool replace = false;  // forward `bytes` instead of the original message
+    bool refused = false;  // `bytes` is a refusal marker
     std::string bytes;
   };
+
+  // Startup: strips an approval token from `options` (-c pgmoat.approval=...). Returns a
+  // refusal message when the connection must not proceed.
+  std::optional<std::string> on_startup(wire::StartupPacket& startup);
+  void on_login_complete();
+  void on_session_end();
+
   boost::asio::awaitable<Verdict> on_query(wire::Bytes message, std::string_view sql);
   boost::asio::awaitable<Verdict> on_parse(wire::Bytes message, const wire::ParseMsg& parse);
-
-  // Startup: may strip parameters meant for pgmoat (an approval token in `options`).
-  // Returns a refusal message when the connection must not proceed.
-  std::optional<std::string> on_startup(wire::StartupPacket& startup);
-  // Every other whole client message (Bind, Execute, Sync, ...), for tying Execute to Parse.
+  // Execute of a portal whose statement writes: its audit record goes to disk first.
+  boost::asio::awaitable<Verdict> on_execute(wire::Bytes message);
+  // Bind, Close, Sync, FunctionCall: bookkeeping only.
   void on_client_message(wire::Bytes message);
 
   // Server side. Returns replacement bytes for an ErrorResponse that answers a refusal.
   // `fields` is null when the ErrorResponse could not be decoded.
   std::optional<std::string> on_error(const wire::ErrorFields* fields);
   void on_command_complete(wire::Bytes message);
+  void on_portal_suspended();
   void on_ready(char status);
-  bool watching_errors() const { return pending_refusals_ > 0; }
 
  private:
+  struct Refusal {
+    std::string sqlstate;
+    std::string message;
+    std::string detail;
+    std::string hint;
+  };
+  // One statement the server will answer, oldest first.
+  struct Running {
+    std::uint64_t statement_id = 0;
+    std::uint64_t group = 0;  // the Query, or the Sync epoch, it belongs to
+    bool audited = false;
+    std::chrono::steady_clock::time_point started;
+  };
+  struct Prepared {
+    std::shared_ptr<const parser::Classification> classification;
+    bool audited = false;
+    std::size_t statement_count = 0;
+  };
+
+  // Builds the marker replacement and remembers the refusal it stands for.
+  Verdict refuse(Refusal r, const wire::ParseMsg* parse);
+  // SET/RESET pgmoat.approval: nullopt when `c` has no such statement.
+  std::optional<Verdict> handle_approval(const parser::Classification& c,
+                                         const wire::ParseMsg* parse);
+  // Decides, audits (write-ahead) and returns what to forward.
+  boost::asio::awaitable<Verdict> decide(std::shared_ptr<const parser::Classification> c,
+                                         wire::Bytes message, const wire::ParseMsg* parse);
+  policy::SessionContext context(const policy::Policy& p);
+  bool is_audited(const parser::Statement& st) const;
+  audit::Event statement_event(const parser::Statement& st, audit::EventType type);
+  std::string encode(const audit::Event& e);
+  void audit_async(audit::Event e);
+
   GateServices* services_;
   SessionInfo& info_;
-  std::uint32_t pending_refusals_ = 0;
+  audit::Identity identity_;
+  std::vector<policy::Approval> approvals_;  // at most one: the last token presented
+  std::optional<std::int64_t> approval_max_uses_;
+  std::string marker_prefix_;
+  std::uint64_t next_marker_ = 1;
+  std::unordered_map<std::string, Refusal> refusals_;
+  std::uint64_t next_statement_id_ = 1;
+  std::uint64_t next_group_ = 1;
+  std::uint64_t extended_group_ = 0;  // 0: none open since the last Sync
+  std::deque<Running> running_;
+  std::deque<std::uint64_t> groups_;  // one per ReadyForQuery the server owes
+  std::map<std::string, Prepared, std::less<>> statements_;  // prepared statement name ->
+  std::map<std::string, std::string, std::less<>> portals_;   // portal name -> statement name
 };
 
 }  // namespace pgmoat::proxy

@@ -8,6 +8,7 @@ namespace pgmoat::wire {
 
 namespace {
 constexpr std::size_t kHeader = 5;  // tag + int32 length
+constexpr std::size_t kMinHead = 256;
 
 std::string describe_tag(char tag) {
   auto u = static_cast<unsigned char>(tag);
@@ -77,7 +78,13 @@ Splitter::Result Splitter::next(std::span<const std::uint8_t> data) {
     r.piece = Piece{Kind::whole, tag, length, data.first(total), true};
     return r;
   }
-  // Stream it: header plus the body bytes at hand.
+  // Stream it, once the first bytes are here: header plus the body bytes at hand. Waiting for
+  // kMinHead bytes means a streamed Bind always carries its portal and statement names.
+  const std::size_t head_need = std::min(total, kMinHead);
+  if (data.size() < head_need) {
+    r.need = head_need;
+    return r;
+  }
   stream_tag_ = tag;
   stream_length_ = length;
   remaining_ = total - data.size();
