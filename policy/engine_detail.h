@@ -28,7 +28,7 @@ bool is_write_class(parser::StatementClass c);
 bool table_glob_matches(std::string_view glob, std::string_view table, Bias bias);
 
 // True when the statement may affect tables the classifier cannot list: DO blocks and other
-// opaque code, DROP SCHEMA / DATABASE / OWNED.
+// opaque code, DROP SCHEMA / DATABASE / OWNED / EXTENSION / TYPE / DOMAIN.
 bool tables_unknown(const parser::Statement& st);
 
 // The tables that count for a set of classes.

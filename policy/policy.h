@@ -81,7 +81,8 @@ struct ClientMatch {
 //    require_approval) "public.users" matches plain "users"; for allow and log rules, and for
 //    approvals, an unqualified table matches only when the schema part of the glob is "*".
 //  - Restrictive rules with table globs also match statements whose affected tables cannot be
-//    known in advance: DO blocks and other opaque statements, DROP SCHEMA / DATABASE / OWNED.
+//    known in advance: DO blocks and other opaque statements, DROP SCHEMA / DATABASE / OWNED /
+//    EXTENSION / TYPE / DOMAIN (with CASCADE they take tables or columns with them).
 struct Rule {
   std::string name;
   ClientMatch match;

@@ -55,8 +55,12 @@ bool table_glob_matches(std::string_view glob, std::string_view table, Bias bias
 
 bool tables_unknown(const parser::Statement& st) {
   if (st.opaque || parser::has(st.classes, StatementClass::do_block)) return true;
-  if (parser::has(st.classes, StatementClass::drop)) {
-    return st.object_type == "schema" || st.object_type == "database" || st.object_type == "owned";
+  if (!parser::has(st.classes, StatementClass::drop)) return false;
+  // Objects whose DROP (with CASCADE, which the classification does not record) takes tables
+  // or columns with it.
+  for (std::string_view t :
+       {"schema", "database", "owned objects", "extension", "type", "domain"}) {
+    if (st.object_type == t) return true;
   }
   return false;
 }

@@ -83,7 +83,9 @@ TEST(RuleTables, ReadTableDoesNotMatchWriteClass) {
 TEST(RuleTables, UnknownTablesMatchRestrictiveOnly) {
   parser::Statement drop_schema = stmt().cls({SC::drop}).object("schema").target("public");
   parser::Statement do_block = stmt().cls({SC::do_block}).opaque();
-  for (const auto* st : {&drop_schema, &do_block}) {
+  parser::Statement drop_owned = stmt().cls({SC::drop}).object("owned objects").target("bob");
+  parser::Statement drop_type = stmt().cls({SC::drop}).object("type").target("mood");
+  for (const auto* st : {&drop_schema, &do_block, &drop_owned, &drop_type}) {
     EXPECT_TRUE(detail::rule_tables_match({"users"}, *st, st->classes, Bias::restrictive));
     EXPECT_FALSE(detail::rule_tables_match({"users"}, *st, st->classes, Bias::permissive));
   }
