@@ -131,6 +131,8 @@ void Server::drain_tick(std::chrono::steady_clock::time_point deadline) {
 
 int Server::run() {
   std::signal(SIGPIPE, SIG_IGN);
+  // A size-limited audit file must fail the write (EFBIG, so writes are refused), not kill us.
+  std::signal(SIGXFSZ, SIG_IGN);
   auto& main_ctx = *contexts_.front();
   signals_ = std::make_unique<asio::signal_set>(main_ctx, SIGTERM, SIGINT, SIGHUP);
   drain_timer_ = std::make_unique<asio::steady_timer>(main_ctx);

@@ -385,7 +385,12 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_query(wire::Bytes mess
   Verdict v = co_await decide(c, message, nullptr);
   if (!v.refused) {
     for (const auto& st : c->statements) {
-      running_.push_back({next_statement_id_++, group, is_audited(st), Clock::now()});
+      Running r{next_statement_id_++, group, is_audited(st), Clock::now(), nullptr};
+      if (r.audited && services_->audit) {
+        r.intent = std::make_shared<const audit::Event>(
+            statement_event(st, audit::EventType::kOutcome));
+      }
+      running_.push_back(std::move(r));
     }
   }
   co_return v;
@@ -408,7 +413,7 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_execute(wire::Bytes me
   if (services_ == nullptr) co_return Verdict{};
   auto portal = wire::parse_execute_portal(message);
   if (extended_group_ == 0) extended_group_ = next_group_++;
-  Running r{next_statement_id_++, extended_group_, false, Clock::now()};
+  Running r{next_statement_id_++, extended_group_, false, Clock::now(), nullptr};
   if (portal) {
     auto pit = portals_.find(*portal);
     if (pit != portals_.end()) {
@@ -417,6 +422,8 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_execute(wire::Bytes me
         // Each execution of a writing prepared statement is its own audited write.
         r.audited = true;
         const auto& st = sit->second.classification->statements.front();
+        r.intent = std::make_shared<const audit::Event>(
+            statement_event(st, audit::EventType::kOutcome));
         auto e = statement_event(st, audit::EventType::kStatement);
         e.statement_id = r.statement_id;
         e.decision = "allow";
@@ -490,13 +497,8 @@ std::optional<std::string> StatementGate::on_error(const wire::ErrorFields* fiel
   if (!running_.empty()) {
     Running r = running_.front();
     running_.pop_front();
-    if (r.audited && services_ != nullptr && services_->audit) {
-      audit::Event e;
-      e.type = audit::EventType::kOutcome;
-      e.statement_id = r.statement_id;
-      e.outcome = audit::Outcome{{}, std::nullopt, fields->sqlstate(), fields->message()};
-      e.duration_us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - r.started).count();
-      audit_async(std::move(e));
+    if (r.audited) {
+      audit_outcome(r, audit::Outcome{{}, std::nullopt, fields->sqlstate(), fields->message()});
     }
     // The rest of that Query (or Sync epoch) will not run.
     while (!running_.empty() && running_.front().group == r.group) running_.pop_front();
@@ -508,15 +510,20 @@ void StatementGate::on_command_complete(wire::Bytes message) {
   if (running_.empty()) return;
   Running r = running_.front();
   running_.pop_front();
-  if (!r.audited || services_ == nullptr || !services_->audit) return;
+  if (!r.audited) return;
   auto cc = wire::parse_command_complete(message);
   if (!cc) return;
-  audit::Event e;
-  e.type = audit::EventType::kOutcome;
-  e.statement_id = r.statement_id;
   std::optional<std::int64_t> rows;
   if (cc->rows) rows = static_cast<std::int64_t>(*cc->rows);
-  e.outcome = audit::Outcome{std::string(cc->tag), rows, {}, {}};
+  audit_outcome(r, audit::Outcome{std::string(cc->tag), rows, {}, {}});
+}
+
+void StatementGate::audit_outcome(const Running& r, audit::Outcome outcome) {
+  if (services_ == nullptr || !services_->audit) return;
+  audit::Event e = r.intent ? *r.intent : audit::Event{};
+  e.type = audit::EventType::kOutcome;
+  e.statement_id = r.statement_id;
+  e.outcome = std::move(outcome);
   e.duration_us =
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - r.started).count();
   audit_async(std::move(e));

@@ -75,6 +75,9 @@ class StatementGate {
     std::uint64_t group = 0;  // the Query, or the Sync epoch, it belongs to
     bool audited = false;
     std::chrono::steady_clock::time_point started;
+    // For audited statements: what the outcome record repeats so that a search by table or
+    // class finds the row count too.
+    std::shared_ptr<const audit::Event> intent;
   };
   struct Prepared {
     std::shared_ptr<const parser::Classification> classification;
@@ -95,6 +98,7 @@ class StatementGate {
   audit::Event statement_event(const parser::Statement& st, audit::EventType type);
   std::string encode(const audit::Event& e);
   void audit_async(audit::Event e);
+  void audit_outcome(const Running& r, audit::Outcome outcome);
 
   GateServices* services_;
   SessionInfo& info_;
