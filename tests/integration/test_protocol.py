@@ -449,6 +449,23 @@ def test_sigterm_with_idle_session(pgmoat_factory):
     assert p.sanitizer_report() is None
 
 
+def test_sigterm_after_sessions_closed_is_prompt(pgmoat_factory, pg):
+    """With every client gone, SIGTERM has nothing to wait for: exit at once, not after
+    login_timeout or shutdown_timeout."""
+    p = pgmoat_factory()  # login_timeout 15s, shutdown_timeout 30s
+    with p.endpoint.connect(user="trust_user") as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    # a connection that never sends a startup packet, closed by the client
+    socket.create_connection((p.host, p.port), timeout=5).close()
+    poll(lambda: _count_user(pg, "trust_user") == 0, 10, what="the session's backend to go away")
+    t0 = time.monotonic()
+    rc = p.stop(signal.SIGTERM, timeout=35)
+    elapsed = time.monotonic() - t0
+    assert rc == 0, f"exit code {rc}\n{p.log_text()[-3000:]}"
+    assert elapsed < 3, (f"pgmoat took {elapsed:.1f}s to exit after SIGTERM with no open session\n"
+                         f"{p.log_text()[-3000:]}")
+
+
 BAD_CONFIGS = {
     "syntax": ('[listen]\nhost = "127.0.0.1"\nport = \n', 3),
     "wrong-type": ('[listen]\nhost = "127.0.0.1"\nport = "six"\n[upstream]\nhost = "127.0.0.1"\nport = 5432\n', 3),
