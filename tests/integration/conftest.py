@@ -539,9 +539,3 @@ def target(request, pg) -> Endpoint:
     if request.param == "pgmoat":
         return request.getfixturevalue("pgmoat_shared").endpoint
     pytest.fail(f"unknown target {request.param!r} in PGMOAT_TARGETS")
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "pgmoat_only: the test needs the pgmoat binary")
-
-

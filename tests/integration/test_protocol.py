@@ -108,6 +108,7 @@ def test_bogus_cancel_key_cancels_nothing(target, pg):
 
 # ------------------------------------------------------------------------------ many connections
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_1000_concurrent_connections(target, pg):
     n = 1000

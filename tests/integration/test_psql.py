@@ -211,6 +211,7 @@ def _copy_roundtrip(endpoint, tmp_path, tag: str):
     return res, size, h.hexdigest(), r
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_copy_100mb_both_ways(target, direct, tmp_path):
     res, size, file_md5, r = _copy_roundtrip(target, tmp_path, target.name)

@@ -213,6 +213,7 @@ def test_prepared_statements(target):
         assert cur.execute(q, (5,), prepare=True).fetchone() == (2,)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_large_result_50mb(target):
     q = "SELECT g, repeat(md5(g::text), 32) AS t FROM generate_series(1, 50000) g ORDER BY g"
