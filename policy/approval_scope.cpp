@@ -61,10 +61,15 @@ std::string utc_text(std::int64_t unix_seconds) {
 }
 
 std::optional<std::string> approval_gap(const Approval& a, const SessionContext& ctx,
-                                        const parser::Statement& st, parser::ClassSet needed) {
+                                        const parser::Statement& st, parser::ClassSet needed,
+                                        std::int64_t used) {
   const std::string who = "approval " + a.id;
   if (ctx.now >= a.expires_at) return who + " expired at " + utc_text(a.expires_at);
-  if (a.uses_left && *a.uses_left <= 0) return who + " has no uses left";
+  if (a.uses_left && *a.uses_left - used <= 0) {
+    if (used == 0) return who + " has no uses left";
+    return who + " has no uses left (" + std::to_string(used) +
+           " used by earlier statements of this query)";
+  }
   if (!a.databases.empty() && !contains(a.databases, ctx.database)) {
     return who + " is not valid for database \"" + ctx.database + "\" (only " + join(a.databases) +
            ")";

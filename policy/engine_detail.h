@@ -40,9 +40,11 @@ bool rule_tables_match(const std::vector<std::string>& globs, const parser::Stat
                        parser::ClassSet classes, Bias bias);
 
 // nullopt when `a` covers the statement's `needed` classes for this session; otherwise the
-// reason it does not, e.g. "approval 1a2b expired at 2024-05-01 12:00:00 UTC".
+// reason it does not, e.g. "approval 1a2b expired at 2024-05-01 12:00:00 UTC". `used` is how
+// many earlier statements of the same query already use `a` (each statement is one use).
 std::optional<std::string> approval_gap(const Approval& a, const SessionContext& ctx,
-                                        const parser::Statement& st, parser::ClassSet needed);
+                                        const parser::Statement& st, parser::ClassSet needed,
+                                        std::int64_t used = 0);
 
 // "2024-05-01 12:00:00 UTC" (same format as policy/token.h format_utc).
 std::string utc_text(std::int64_t unix_seconds);

@@ -1,4 +1,5 @@
 // evaluate(): classification + session + policy -> decision. See policy.h for the semantics.
+#include <algorithm>
 #include <exception>
 
 #include "policy/engine_detail.h"
@@ -46,8 +47,10 @@ class RuleClients {
   std::vector<signed char> state_;
 };
 
+// `uses[i]`: statements of this query already allowed by (*ctx.approvals)[i].
 StatementVerdict evaluate_statement(const parser::Statement& st, const SessionContext& ctx,
-                                    const Policy& policy, RuleClients& clients) {
+                                    const Policy& policy, RuleClients& clients,
+                                    std::vector<std::int64_t>& uses) {
   StatementVerdict v;
   v.command = st.command;
   v.target = st.target;
@@ -83,10 +86,12 @@ StatementVerdict evaluate_statement(const parser::Statement& st, const SessionCo
 
   std::vector<std::string> gaps;
   if (worst->action == Action::require_approval && ctx.approvals != nullptr) {
-    for (const Approval& a : *ctx.approvals) {
-      auto gap = approval_gap(a, ctx, st, v.approval_classes);
+    for (std::size_t i = 0; i < ctx.approvals->size(); ++i) {
+      const Approval& a = (*ctx.approvals)[i];
+      auto gap = approval_gap(a, ctx, st, v.approval_classes, uses[i]);
       if (!gap) {
         v.approval_id = a.id;
+        ++uses[i];
         return v;
       }
       gaps.push_back(std::move(*gap));
@@ -123,15 +128,22 @@ Decision evaluate_impl(const parser::Classification& c, const SessionContext& ct
     return d;
   }
   RuleClients clients(policy, ctx);
+  std::vector<std::int64_t> uses(ctx.approvals != nullptr ? ctx.approvals->size() : 0, 0);
   d.statements.reserve(c.statements.size());
   std::optional<std::size_t> first_shadow;
   for (const auto& st : c.statements) {
-    StatementVerdict v = evaluate_statement(st, ctx, policy, clients);
+    StatementVerdict v = evaluate_statement(st, ctx, policy, clients, uses);
     std::size_t index = d.statements.size();
     if (!v.allowed && !d.first_refused) d.first_refused = index;
     if (v.would_refuse && !first_shadow) first_shadow = index;
-    if (!v.approval_id.empty() && !listed(d.approvals_used, v.approval_id)) {
-      d.approvals_used.push_back(v.approval_id);
+    if (!v.approval_id.empty()) {
+      auto it = std::find(d.approvals_used.begin(), d.approvals_used.end(), v.approval_id);
+      if (it == d.approvals_used.end()) {
+        d.approvals_used.push_back(v.approval_id);
+        d.approval_uses.push_back(1);
+      } else {
+        ++d.approval_uses[static_cast<std::size_t>(it - d.approvals_used.begin())];
+      }
     }
     d.allowed = d.allowed && v.allowed;
     d.would_refuse = d.would_refuse || v.would_refuse;

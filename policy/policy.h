@@ -117,8 +117,10 @@ struct Approval {
   std::optional<std::string> application_name;  // glob
   std::optional<std::string> client_cidr;
   parser::ClassSet classes = 0;
-  std::vector<std::string> tables;        // globs; empty = any table
-  std::optional<std::int64_t> uses_left;  // nullopt = unlimited
+  std::vector<std::string> tables;  // globs; empty = any table
+  // Statements it may still allow (nullopt = unlimited); each statement it allows in a query
+  // counts, so 1 use left allows one DROP of `DROP TABLE a; DROP TABLE b`, not both.
+  std::optional<std::int64_t> uses_left;
 };
 
 struct SessionContext {
@@ -162,8 +164,10 @@ struct Decision {
   std::string message;
   std::string detail;
   std::string hint;
-  // Ids of the approvals that allowed statements, each once, in order of first use.
+  // Ids of the approvals that allowed statements, each once, in order of first use, and how
+  // many statements each allowed (one statement = one use of Approval::uses_left).
   std::vector<std::string> approvals_used;
+  std::vector<std::int64_t> approval_uses;
 };
 
 // Never throws: an internal failure (allocation) yields a refusal.

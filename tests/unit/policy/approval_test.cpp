@@ -198,8 +198,29 @@ TEST(Approval, UsedApprovalsListedOnce) {
       evaluate(many({drop_table("a"), select_from("b"), drop_table("c")}), ctx, approval_policy());
   EXPECT_TRUE(d.allowed);
   EXPECT_EQ(d.approvals_used, std::vector<std::string>{"t1"});
+  EXPECT_EQ(d.approval_uses, std::vector<std::int64_t>{2});
   EXPECT_EQ(d.statements[2].approval_id, "t1");
   EXPECT_TRUE(d.statements[1].approval_id.empty());
+}
+
+TEST(Approval, UsesCountPerStatementWithinAQuery) {
+  Approval a = grant();
+  a.uses_left = 2;
+  std::vector<Approval> approvals{a};
+  SessionContext ctx = session();
+  ctx.now = kNow;
+  ctx.approvals = &approvals;
+  Decision two = evaluate(many({drop_table("a"), drop_table("b")}), ctx, approval_policy());
+  EXPECT_TRUE(two.allowed);
+  EXPECT_EQ(two.approval_uses, std::vector<std::int64_t>{2});
+  Decision three =
+      evaluate(many({drop_table("a"), drop_table("b"), drop_table("c")}), ctx, approval_policy());
+  EXPECT_FALSE(three.allowed);
+  ASSERT_TRUE(three.first_refused.has_value());
+  EXPECT_EQ(*three.first_refused, 2u);
+  EXPECT_EQ(three.detail,
+            "statement class drop (table) on c; approval t1 has no uses left (2 used by earlier "
+            "statements of this query)");
 }
 
 TEST(UtcText, Formats) {
