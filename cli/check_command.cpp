@@ -227,6 +227,9 @@ int check(const Options& o) {
   }
   std::printf("%zu statement(s): %zu would be refused, so pgmoat refuses the whole query\n",
               d.statements.size(), refused);
+  if (d.first_refused && d.hint != d.statements[*d.first_refused].hint) {
+    std::printf("HINT (whole query): %s\n", d.hint.c_str());
+  }
   return 1;
 }
 

@@ -49,6 +49,17 @@ std::optional<std::string> approval_gap(const Approval& a, const SessionContext&
 // "2024-05-01 12:00:00 UTC" (same format as policy/token.h format_utc).
 std::string utc_text(std::int64_t unix_seconds);
 
+// What a token must grant for some statements: builds the `pgmoat token issue` hint. One
+// request can collect every statement of a query that needs approval, so that one token
+// covers the whole migration.
+struct ApprovalRequest {
+  parser::ClassSet classes = 0;
+  std::vector<std::string> tables;
+  bool any_table = false;  // a statement affects tables that cannot be listed
+  void add(const parser::Statement& st, parser::ClassSet needed);
+  std::string hint(const SessionContext& ctx) const;
+};
+
 // The three parts of a Postgres error for a refused (or would-be refused) statement.
 struct ErrorText {
   std::string message;

@@ -155,6 +155,15 @@ Decision evaluate_impl(const parser::Classification& c, const SessionContext& ct
     d.message = v.message;
     d.detail = v.detail;
     d.hint = v.hint;
+    if (v.action == Action::require_approval) {
+      // One token for every statement of the query that needs one, not just the first.
+      ApprovalRequest request;
+      for (std::size_t i = 0; i < d.statements.size(); ++i) {
+        if (d.statements[i].action != Action::require_approval) continue;
+        request.add(c.statements[i], d.statements[i].approval_classes);
+      }
+      d.hint = request.hint(ctx);
+    }
   }
   return d;
 }

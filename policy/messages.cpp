@@ -31,24 +31,30 @@ std::string class_phrase(const parser::Statement& st, StatementClass matched,
   return out;
 }
 
+}  // namespace
+
+void ApprovalRequest::add(const parser::Statement& st, parser::ClassSet needed) {
+  classes |= needed;
+  if (tables_unknown(st)) any_table = true;
+  for (const parser::TableRef* t : relevant_tables(st, needed)) {
+    if (!listed(tables, t->name)) tables.push_back(t->name);
+  }
+}
+
 // Matches the flags of `pgmoat token issue` (cli/token_command.cpp).
-std::string approval_hint(const parser::Statement& st, const SessionContext& ctx,
-                          parser::ClassSet needed) {
+std::string ApprovalRequest::hint(const SessionContext& ctx) const {
   std::string cmd = "pgmoat token issue --key <approver key>";
   if (!ctx.database.empty()) cmd += " --database " + ctx.database;
   cmd += ctx.user.empty() ? std::string(" --any-user") : " --user " + ctx.user;
-  cmd += " --classes " + parser::class_list(needed);
-  std::vector<std::string> seen;
-  for (const parser::TableRef* t : relevant_tables(st, needed)) {
-    if (listed(seen, t->name)) continue;
-    cmd += (seen.empty() ? " --tables " : ",") + t->name;
-    seen.push_back(t->name);
+  cmd += " --classes " + parser::class_list(classes);
+  if (!any_table) {
+    for (std::size_t i = 0; i < tables.size(); ++i)
+      cmd += (i == 0 ? " --tables " : ",") + tables[i];
   }
   return "Ask an approver for a token: " + cmd +
-         " --reason '...', then SET pgmoat.approval = '<token>' in this session and run the "
-         "statement again.";
+         " --reason '...', then SET pgmoat.approval = '<token>' in this session and run it "
+         "again.";
 }
-}  // namespace
 
 ErrorText refusal_text(const parser::Statement& st, StatementClass matched, const Rule& rule,
                        const SessionContext& ctx, const std::vector<std::string>& dangerous,
@@ -61,7 +67,9 @@ ErrorText refusal_text(const parser::Statement& st, StatementClass matched, cons
   out.detail = class_phrase(st, matched, dangerous);
   for (const auto& gap : approval_gaps) out.detail += "; " + gap;
   if (rule.action == Action::require_approval) {
-    out.hint = approval_hint(st, ctx, needed);
+    ApprovalRequest request;
+    request.add(st, needed);
+    out.hint = request.hint(ctx);
   } else if (rule.action == Action::deny) {
     out.hint =
         "This statement is denied by policy; no approval token can allow it. Change the policy "

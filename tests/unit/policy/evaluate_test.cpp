@@ -165,6 +165,31 @@ TEST(Evaluate, RefusalTextForRequireApproval) {
   EXPECT_NE(d.hint.find("SET pgmoat.approval = '<token>'"), std::string::npos) << d.hint;
 }
 
+TEST(Evaluate, QueryHintAsksForOneTokenCoveringEveryStatement) {
+  Policy p;
+  p.rules = {rule("drop-needs-ok", {SC::drop}, Action::require_approval),
+             rule("truncate-needs-ok", {SC::truncate}, Action::require_approval)};
+  parser::Statement truncate = stmt().cls({SC::truncate}).table("orders").command("TRUNCATE");
+  Decision d = evaluate(many({drop_table("users"), select_from("x"), truncate}),
+                        session("deploy", "shop"), p);
+  ASSERT_FALSE(d.allowed);
+  EXPECT_NE(d.hint.find("--classes drop,truncate --tables users,orders "), std::string::npos)
+      << d.hint;
+  // Each statement's own hint names only what it needs.
+  EXPECT_NE(d.statements[0].hint.find("--classes drop --tables users "), std::string::npos)
+      << d.statements[0].hint;
+}
+
+TEST(Evaluate, QueryHintOmitsTablesWhenAStatementMayAffectAnyTable) {
+  Policy p;
+  p.rules = {rule("drop-needs-ok", {SC::drop}, Action::require_approval)};
+  parser::Statement drop_schema =
+      stmt().cls({SC::drop}).object("schema").command("DROP SCHEMA").target("app");
+  Decision d = evaluate(many({drop_table("users"), drop_schema}), session(), p);
+  ASSERT_FALSE(d.allowed);
+  EXPECT_NE(d.hint.find("--classes drop --reason"), std::string::npos) << d.hint;
+}
+
 TEST(Evaluate, RuleMessageIsAppended) {
   Policy p;
   Rule r = rule("no-drop", {SC::drop}, Action::deny);
