@@ -371,6 +371,7 @@ class Pgmoat:
         self.port = int(sections["listen"]["port"])
         self.config_path = workdir / "pgmoat.toml"
         self.log_path = workdir / "pgmoat.stderr"
+        self.audit_path = Path(sections["audit"]["path"]) if "audit" in sections else None
         self.ca_file = ca_file
         text = ""
         for name, kv in sections.items():
@@ -473,7 +474,11 @@ class PgmoatFactory:
     def __call__(self, *, extra_toml: str = "", tls: bool = False, upstream_port: int | None = None,
                  upstream_host: str | None = None, upstream_tls_mode: str = "disable",
                  upstream_ca: str | None = None, limits: dict | None = None, log_level: str = "info",
-                 policy_mode: str | None = None, start: bool = True) -> Pgmoat:
+                 policy_mode: str | None = None, audit: dict | None = None,
+                 start: bool = True) -> Pgmoat:
+        """Write a config and start pgmoat. `extra_toml` is appended after the generated
+        sections (start it with a table header such as [[rules]]); an `[audit]` table in it
+        replaces the generated one, which otherwise writes to <workdir>/audit.jsonl."""
         binary = pgmoat_binary()
         workdir = Path(tempfile.mkdtemp(prefix="pgmoat-it-proxy-", dir=self.tmp))
         sections: dict[str, dict] = {
@@ -491,6 +496,8 @@ class PgmoatFactory:
         sections["limits"] = lim
         sections["log"] = {"level": log_level}
         sections["policy"] = {"mode": policy_mode or POLICY_MODE}
+        if not re.search(r"^\s*\[audit\]", extra_toml, re.M):
+            sections["audit"] = {"path": str(workdir / "audit.jsonl"), **(audit or {})}
         p = Pgmoat(binary, workdir, sections, extra_toml, str(self.pg.ca_crt))
         self.instances.append(p)
         if start:
