@@ -85,6 +85,10 @@ Approval with(Approval a, void (*edit)(Approval&)) {
   return a;
 }
 
+void PrintTo(const GapCase& c, std::ostream* os) {
+  *os << c.name;
+}
+
 class ApprovalGapTest : public ::testing::TestWithParam<GapCase> {};
 
 TEST_P(ApprovalGapTest, RefusedWithReason) {
@@ -152,7 +156,8 @@ INSTANTIATE_TEST_SUITE_P(
         GapCase{"table-limited approval vs DROP SCHEMA",
                 with(grant(), [](Approval& a) { a.tables = {"users"}; }),
                 stmt().cls({SC::drop}).object("schema").command("DROP SCHEMA").target("public"),
-                "approval t1 covers only tables users, but DROP SCHEMA may affect any table"}));
+                "approval t1 covers only tables users, but DROP SCHEMA may affect any table"}),
+    CaseName());
 
 TEST(Approval, ApprovalTablesCoverQualifiedAndGlobs) {
   Approval a = grant();

@@ -33,6 +33,10 @@ struct MatchCase {
 const SessionContext kCtx =
     ctx_with("deploy", "shop", "seed-products", "10.20.30.40", "CN=deploy-bot,O=Acme");
 
+void PrintTo(const MatchCase& c, std::ostream* os) {
+  *os << c.name;
+}
+
 class ClientMatchTest : public ::testing::TestWithParam<MatchCase> {};
 
 TEST_P(ClientMatchTest, Matches) {
@@ -97,7 +101,8 @@ INSTANTIATE_TEST_SUITE_P(
                       MatchCase{"one attribute fails (database)",
                                 combo({"deploy"}, {"other"}, {"10.0.0.0/8"}), false},
                       MatchCase{"one attribute fails (address)",
-                                combo({"deploy"}, {"shop"}, {"11.0.0.0/8"}), false}));
+                                combo({"deploy"}, {"shop"}, {"11.0.0.0/8"}), false}),
+    CaseName());
 
 TEST(ClientMatch, Ipv6Client) {
   SessionContext ctx = ctx_with("u", "d", "", "2001:db8:5::1", "");

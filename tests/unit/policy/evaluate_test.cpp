@@ -23,6 +23,10 @@ struct EvalCase {
   Expect expect;
 };
 
+void PrintTo(const EvalCase& c, std::ostream* os) {
+  *os << c.name;
+}
+
 class EvaluateTest : public ::testing::TestWithParam<EvalCase> {};
 
 TEST_P(EvaluateTest, Decides) {
@@ -136,7 +140,8 @@ INSTANTIATE_TEST_SUITE_P(
         EvalCase{"ordinary function is not dangerous",
                  {rule("danger", {SC::dangerous_function}, Action::require_approval)},
                  stmt().cls({SC::select}).fn("now").fn("lower").command("SELECT"),
-                 kAllowNoRule}));
+                 kAllowNoRule}),
+    CaseName());
 
 TEST(Evaluate, RefusalTextForDeny) {
   Policy p;

@@ -13,6 +13,10 @@ struct GlobCase {
   bool expected;
 };
 
+void PrintTo(const GlobCase& c, std::ostream* os) {
+  *os << "'" << c.pattern << "' vs '" << c.text << "'";
+}
+
 class GlobTest : public ::testing::TestWithParam<GlobCase> {};
 
 TEST_P(GlobTest, Matches) {
@@ -41,6 +45,10 @@ struct CidrCase {
   const char* ip;
   bool expected;
 };
+
+void PrintTo(const CidrCase& c, std::ostream* os) {
+  *os << c.cidr << " vs " << c.ip;
+}
 
 class CidrTest : public ::testing::TestWithParam<CidrCase> {};
 

@@ -1,5 +1,7 @@
 // Loading `[policy]` and `[[rules]]`: a full example, each error with its file:line:column, and
 // the shipped config/pgmoat.toml.
+#include <unistd.h>
+
 #include <fstream>
 #include <regex>
 
@@ -11,8 +13,13 @@
 namespace pgmoat::policy::test {
 namespace {
 
+// Unique per process: ctest runs each case in its own process, possibly in parallel.
+std::string temp_path(const std::string& name) {
+  return ::testing::TempDir() + "/pgmoat_policy_" + std::to_string(::getpid()) + "_" + name;
+}
+
 std::string write_file(const std::string& name, const std::string& text) {
-  std::string path = ::testing::TempDir() + "/" + name;
+  std::string path = temp_path(name);
   std::ofstream(path) << text;
   return path;
 }
@@ -107,13 +114,17 @@ struct ErrorCase {
   const char* contains;  // part of the message
 };
 
+void PrintTo(const ErrorCase& c, std::ostream* os) {
+  *os << c.name;
+}
+
 class LoadPolicyErrorTest : public ::testing::TestWithParam<ErrorCase> {};
 
 TEST_P(LoadPolicyErrorTest, ReportsPosition) {
   const ErrorCase& c = GetParam();
   std::string err = load_error(c.toml);
   ASSERT_FALSE(err.empty()) << c.name << ": loaded without error";
-  std::string prefix = ::testing::TempDir() + "/bad.toml:" + std::to_string(c.line) + ":";
+  std::string prefix = temp_path("bad.toml") + ":" + std::to_string(c.line) + ":";
   EXPECT_EQ(err.rfind(prefix, 0), 0u) << c.name << ": " << err;
   EXPECT_TRUE(std::regex_search(err, std::regex("^.+:[0-9]+:[0-9]+: "))) << err;
   EXPECT_NE(err.find(c.contains), std::string::npos) << c.name << ": " << err;
@@ -168,7 +179,8 @@ INSTANTIATE_TEST_SUITE_P(
         ErrorCase{"max_fraction not yet supported",
                   RULE_HEAD "classes = [\"delete\"]\nmax_fraction = 0.5\n", 5, "max_fraction"},
         ErrorCase{"rules not an array of tables", "rules = 3\n", 1, "array of tables"},
-        ErrorCase{"policy not a table", "policy = \"strict\"\n", 1, "must be a table"}));
+        ErrorCase{"policy not a table", "policy = \"strict\"\n", 1, "must be a table"}),
+    CaseName());
 
 #undef RULE_HEAD
 

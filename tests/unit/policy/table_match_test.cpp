@@ -16,6 +16,10 @@ struct TableCase {
   bool permissive;   // expected with Bias::permissive
 };
 
+void PrintTo(const TableCase& c, std::ostream* os) {
+  *os << c.glob << " vs " << c.table;
+}
+
 class TableGlobTest : public ::testing::TestWithParam<TableCase> {};
 
 TEST_P(TableGlobTest, Matches) {

@@ -1,10 +1,13 @@
 // Hand-built classifications and sessions for the engine tests (no parser needed).
 #pragma once
 
+#include <cctype>
 #include <initializer_list>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <gtest/gtest.h>
 
 #include "parser/classification.h"
 #include "policy/policy.h"
@@ -100,5 +103,18 @@ inline SessionContext session(std::string user = "app", std::string db = "prod")
   ctx.now = 1'700'000'000;
   return ctx;
 }
+
+// Readable names for table-driven cases whose struct has a `name`: "first match wins" ->
+// "first_match_wins".
+struct CaseName {
+  template <class Case>
+  std::string operator()(const ::testing::TestParamInfo<Case>& info) const {
+    std::string out;
+    for (char ch : std::string(info.param.name)) {
+      out += std::isalnum(static_cast<unsigned char>(ch)) ? ch : '_';
+    }
+    return out;
+  }
+};
 
 }  // namespace pgmoat::policy::test
