@@ -286,3 +286,15 @@ def test_transaction_status(target):
         assert conn.info.parameter_status("integer_datetimes") == "on"
         conn.execute("SET application_name = 'changed-by-test'")
         assert conn.info.parameter_status("application_name") == "changed-by-test"
+
+
+def test_startup_parameters_reach_the_server(target):
+    """application_name and options (-c settings) in the startup packet reach Postgres."""
+    with target.connect(options="-c statement_timeout=4321 -c search_path=pg_catalog,public",
+                        application_name="it-startup-params") as conn:
+        assert conn.execute("SHOW statement_timeout").fetchone() == ("4321ms",)
+        assert conn.execute("SHOW search_path").fetchone() == ("pg_catalog,public",)
+        assert conn.execute("SHOW application_name").fetchone() == ("it-startup-params",)
+        assert conn.info.parameter_status("application_name") == "it-startup-params"
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute("SELECT pg_sleep(10)")  # statement_timeout from the startup options

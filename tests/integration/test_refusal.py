@@ -1,0 +1,328 @@
+"""Refusal semantics through pgmoat against a real Postgres: what a refused statement looks
+like to psql, psycopg 3 (incl. pipeline mode) and node-postgres, that nothing of a refused
+query runs, transaction state, hidden destructive statements, monitor mode, `log` rules and
+SIGHUP reloads."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+psycopg = pytest.importorskip("psycopg", reason="python3-psycopg missing: run scripts/install-deps.sh "
+                                                 "and use /usr/bin/python3")
+from psycopg import errors as pgerr  # noqa: E402
+
+import moatutil as mu  # noqa: E402
+
+DROP_MSG = 'pgmoat: DROP TABLE refused by rule "drop-needs-approval"'
+HINT_PART = "pgmoat.approval"
+
+
+@pytest.fixture
+def moat(pgmoat_factory):
+    """pgmoat with the shipped default policy, enforcing."""
+    return mu.start(pgmoat_factory, policy_mode="enforce")
+
+
+def make_table(pg, name: str, rows: int = 5) -> str:
+    with pg.admin() as c:
+        c.execute(f"DROP TABLE IF EXISTS {name} CASCADE")
+        c.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, note text)")
+        c.execute(f"INSERT INTO {name} SELECT g, 'row ' || g FROM generate_series(1, {rows}) g")
+        c.execute(f"GRANT ALL ON {name} TO PUBLIC")
+    return name
+
+
+def nrows(pg, table: str) -> int:
+    return mu.count(pg, f"SELECT count(*) FROM {table}")
+
+
+def exists(pg, table: str) -> bool:
+    return mu.count(pg, f"SELECT count(*) FROM pg_class WHERE relname = '{table}'") == 1
+
+
+# ------------------------------------------------------------------ error fields per client
+
+def test_refusal_fields_psql(pg, moat):
+    t = make_table(pg, "items")
+    r = mu.psql(moat.endpoint, f"DROP TABLE {t}")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    # VERBOSITY=verbose prints the SQLSTATE after the severity
+    assert f"ERROR:  42501: {DROP_MSG}" in r.stderr, r.stderr
+    assert "DETAIL:  statement class drop (table) on items" in r.stderr, r.stderr
+    hint = [ln for ln in r.stderr.splitlines() if ln.startswith("HINT:")]
+    assert hint and HINT_PART in hint[0] and "pgmoat token issue" in hint[0], r.stderr
+    assert exists(pg, t) and nrows(pg, t) == 5
+
+
+def test_refusal_fields_psycopg(pg, moat):
+    t = make_table(pg, "items")
+    with moat.endpoint.connect() as conn:
+        with pytest.raises(pgerr.InsufficientPrivilege) as ei:
+            conn.execute(f"DROP TABLE {t}")
+        d = ei.value.diag
+        assert ei.value.sqlstate == "42501"
+        assert d.severity == "ERROR"
+        assert d.message_primary == DROP_MSG
+        assert d.message_detail == "statement class drop (table) on items"
+        assert HINT_PART in (d.message_hint or "") and "--classes drop" in d.message_hint
+        # the session is fine afterwards (autocommit: no transaction to abort)
+        assert conn.execute("SELECT count(*) FROM items").fetchone()[0] == 5
+        assert conn.info.transaction_status.name == "IDLE"
+    assert exists(pg, t)
+
+
+def test_refusal_node_prepared(pg, moat):
+    make_table(pg, "refusal_node_t", rows=3)
+    got = mu.run_node("refusal_prepared.js", moat.endpoint)
+    assert got["refused"]["code"] == "42501"
+    assert got["refused"]["message"] == 'pgmoat: DROP TABLE refused by rule "drop-needs-approval"'
+    assert got["refused"]["detail"] == "statement class drop (table) on refusal_node_t"
+    assert HINT_PART in got["refused"]["hint"]
+    assert got["after"] == 3                   # the connection still works
+    assert got["again"]["code"] == "42501"    # the same name refused again (never prepared)
+    assert got["tx"] == {"refused": "42501", "next": "25P02", "after_rollback": 4}
+    assert exists(pg, "refusal_node_t") and nrows(pg, "refusal_node_t") == 4
+
+
+# ------------------------------------------------------------------ every statement counts
+
+def test_multi_statement_runs_none(pg, moat):
+    t = make_table(pg, "multi_t", rows=4)
+    r = mu.psql(moat.endpoint, f"SELECT 1; DROP TABLE {t}")
+    assert r.returncode == 1 and "42501" in r.stderr, r.stderr
+    assert r.stdout.strip() == "", f"the SELECT before the DROP returned rows: {r.stdout!r}"
+    assert exists(pg, t)
+    r = mu.psql(moat.endpoint, f"INSERT INTO {t} VALUES (100, 'x'); DELETE FROM {t}")
+    assert r.returncode == 1, r.stderr
+    assert 'refused by rule "delete-without-where-needs-approval"' in r.stderr, r.stderr
+    assert nrows(pg, t) == 4, "the INSERT in front of the refused DELETE ran"
+    with moat.endpoint.connect() as conn:
+        with pytest.raises(pgerr.InsufficientPrivilege):
+            conn.execute(f"UPDATE {t} SET note = 'a' WHERE id = 1; TRUNCATE {t}", prepare=False)
+    assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE note = 'a'") == 0
+    assert nrows(pg, t) == 4
+
+
+def test_transaction_aborted_psycopg(pg, moat):
+    t = make_table(pg, "tx_t", rows=2)
+    with moat.endpoint.connect(autocommit=False) as conn:
+        conn.execute(f"INSERT INTO {t} VALUES (10, 'in tx')")
+        with pytest.raises(pgerr.InsufficientPrivilege):
+            conn.execute(f"DROP TABLE {t}")
+        assert conn.info.transaction_status.name == "INERROR"
+        with pytest.raises(pgerr.InFailedSqlTransaction) as ei:
+            conn.execute("SELECT 1")
+        assert ei.value.sqlstate == "25P02"
+        with pytest.raises(pgerr.InFailedSqlTransaction):
+            conn.execute(f"SELECT count(*) FROM {t}")
+        conn.rollback()
+        assert conn.info.transaction_status.name == "IDLE"
+        assert conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] == 2
+        conn.rollback()
+    assert nrows(pg, t) == 2 and exists(pg, t)
+
+
+def test_transaction_aborted_psql(pg, moat):
+    t = make_table(pg, "tx_psql_t", rows=2)
+    script = (f"BEGIN;\nINSERT INTO {t} VALUES (10, 'in tx');\nDROP TABLE {t};\nSELECT 1;\n"
+              f"ROLLBACK;\nSELECT count(*) FROM {t};\n")
+    r = mu.psql_script(moat.endpoint, script)
+    assert "ERROR:  42501: " + DROP_MSG in r.stderr, r.stderr
+    assert ("ERROR:  25P02: current transaction is aborted, commands ignored until end of "
+            "transaction block") in r.stderr, r.stderr
+    assert r.stdout.splitlines()[-1] == "2", r.stdout
+    assert nrows(pg, t) == 2
+
+
+# ------------------------------------------------------------------ psycopg pipeline mode
+
+def test_pipeline_psycopg(pg, moat):
+    t = make_table(pg, "pipe_t", rows=1)
+    with moat.endpoint.connect() as conn:
+        assert psycopg.Pipeline.is_supported()
+        first = second = after = None
+        with pytest.raises(pgerr.InsufficientPrivilege) as ei:
+            with conn.pipeline():
+                first = conn.execute(f"INSERT INTO {t} VALUES (2, 'p') RETURNING id")
+                second = conn.execute("SELECT %s::int * 2", (21,))
+                conn.execute(f"DROP TABLE {t}")
+                after = conn.execute(f"INSERT INTO {t} VALUES (3, 'after') RETURNING id")
+        assert ei.value.diag.message_primary == DROP_MSG
+        assert first.fetchone() == (2,)
+        assert second.fetchone() == (42,)
+        if after is not None:
+            with pytest.raises(psycopg.Error):
+                after.fetchone()  # skipped until Sync: no result
+        # autocommit + pipeline: each statement its own implicit transaction up to Sync, so the
+        # first INSERT (before the error, same implicit transaction) is rolled back by Postgres
+        # just as it would be without pgmoat; the statement after the refusal never ran.
+        assert conn.info.transaction_status.name == "IDLE"
+        assert conn.execute(f"SELECT count(*) FROM {t} WHERE id = 3").fetchone()[0] == 0
+        # a second pipeline on the same connection runs cleanly
+        with conn.pipeline():
+            a = conn.execute(f"INSERT INTO {t} VALUES (4, 'ok') RETURNING id")
+            b = conn.execute(f"SELECT count(*) FROM {t} WHERE id = 4")
+        assert a.fetchone() == (4,) and b.fetchone() == (1,)
+    assert exists(pg, t)
+    direct_ids = mu.count(pg, f"SELECT count(*) FROM {t} WHERE id IN (2, 3)")
+    assert direct_ids == _pipeline_direct_ids(pg, "pipe_direct_t")
+
+
+def _pipeline_direct_ids(pg, t: str) -> int:
+    """The same pipeline straight to Postgres with a real error in place of the refusal:
+    how many of the rows (2, 3) survive there."""
+    make_table(pg, t, rows=1)
+    with pg.endpoint.connect() as conn:
+        with pytest.raises(psycopg.Error):
+            with conn.pipeline():
+                conn.execute(f"INSERT INTO {t} VALUES (2, 'p') RETURNING id")
+                conn.execute("SELECT %s::int * 2", (21,))
+                conn.execute("SELECT 1/0")
+                conn.execute(f"INSERT INTO {t} VALUES (3, 'after') RETURNING id")
+    return mu.count(pg, f"SELECT count(*) FROM {t} WHERE id IN (2, 3)")
+
+
+# ------------------------------------------------------------------ look inside
+
+HIDDEN = {
+    "cte": ("WITH d AS (DELETE FROM {t} RETURNING *) SELECT count(*) FROM d",
+            "delete-without-where-needs-approval", "statement class delete_without_where on {t}"),
+    "explain_analyze": ("EXPLAIN ANALYZE DELETE FROM {t}",
+                        "delete-without-where-needs-approval", "statement class delete_without_where on {t}"),
+    "do_block": ("DO $$BEGIN DELETE FROM {t}; END$$", "do-block-needs-approval", "statement class do_block"),
+    "plpgsql_drop": ("CREATE FUNCTION hidden_drop_{t}() RETURNS void LANGUAGE plpgsql AS "
+                     "$$BEGIN DROP TABLE {t}; END$$", "drop-needs-approval", "statement class drop"),
+    "copy_program": ("COPY {t} TO PROGRAM 'cat > /dev/null'", "copy-program-needs-approval",
+                     "statement class copy_program on {t}"),
+    "replication_role": ("SET session_replication_role = replica", "replication-role-needs-approval",
+                         "statement class session_replication_role"),
+    "terminate_backend": ("SELECT pg_terminate_backend(pg_backend_pid())", "dangerous-function-needs-approval",
+                          "statement class dangerous_function (pg_terminate_backend())"),
+    "prepare_as": ("PREPARE hidden_p AS DELETE FROM {t}", "delete-without-where-needs-approval",
+                   "statement class delete_without_where on {t}"),
+}
+
+
+@pytest.mark.parametrize("case", list(HIDDEN))
+def test_hidden_destructive_refused(pg, moat, case):
+    t = make_table(pg, f"hidden_{case}", rows=6)
+    sql, rule, detail = (s.format(t=t) for s in HIDDEN[case])
+    with moat.endpoint.connect() as conn:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        with pytest.raises(pgerr.InsufficientPrivilege) as ei:
+            conn.execute(sql, prepare=False)
+        d = ei.value.diag
+        assert d.message_primary.startswith("pgmoat: ") and f'refused by rule "{rule}"' in d.message_primary
+        assert (d.message_detail or "").startswith(detail), d.message_detail
+        assert HINT_PART in (d.message_hint or "")
+        # nothing happened: same backend, session settings and data untouched
+        assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] == pid
+        assert conn.execute("SHOW session_replication_role").fetchone()[0] == "origin"
+        assert conn.execute("SELECT count(*) FROM pg_prepared_statements WHERE name = 'hidden_p'"
+                            ).fetchone()[0] == 0
+    assert exists(pg, t) and nrows(pg, t) == 6
+    assert mu.count(pg, f"SELECT count(*) FROM pg_proc WHERE proname = 'hidden_drop_{t}'") == 0
+
+
+def test_ordinary_traffic_allowed(pg, moat):
+    t = make_table(pg, "plain_t", rows=3)
+    with moat.endpoint.connect() as conn:
+        assert conn.execute("SELECT 'DROP TABLE plain_t' AS s").fetchone() == ("DROP TABLE plain_t",)
+        conn.execute(f"INSERT INTO {t} VALUES (%s, %s)", (4, "DROP TABLE plain_t; DELETE FROM plain_t"))
+        conn.execute(f"INSERT INTO {t} VALUES (5, 'x') -- DROP TABLE plain_t")
+        conn.execute(f"/* TRUNCATE {t} */ UPDATE {t} SET note = 'u' WHERE id = 1")
+        cur = conn.execute(f"DELETE FROM {t} WHERE id = 2")
+        assert cur.rowcount == 1
+        assert conn.execute(f"SELECT note FROM {t} WHERE id = 4").fetchone() == (
+            "DROP TABLE plain_t; DELETE FROM plain_t",)
+        conn.execute("SET work_mem = '8MB'")
+        conn.execute("CREATE TEMP TABLE tmp_ok (i int)")
+        conn.execute("SELECT pg_sleep(0)")
+    assert nrows(pg, t) == 4
+    r = mu.psql(moat.endpoint, f"SELECT note FROM {t} WHERE id = 1; SELECT 'TRUNCATE {t}'")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["u", f"TRUNCATE", t] or r.stdout.splitlines() == ["u", f"TRUNCATE {t}"], r.stdout
+
+
+# ------------------------------------------------------------------ monitor mode, log rules
+
+def test_monitor_mode_runs_and_records(pg, pgmoat_factory):
+    p = mu.start(pgmoat_factory, policy_mode="monitor")
+    t = make_table(pg, "monitor_t", rows=3)
+    r = mu.psql(p.endpoint, f"DELETE FROM {t}; DROP TABLE {t}")
+    assert r.returncode == 0, r.stderr
+    assert not exists(pg, t), "monitor mode refused the DROP"
+    recs = mu.wait_records(p, lambda rs: [x for x in rs if x["type"] == "would_refuse"] if len(
+        [x for x in rs if x["type"] == "would_refuse"]) >= 2 else None, what="two would_refuse records")
+    rules = sorted(x.get("rule") for x in recs)
+    assert rules == ["delete-without-where-needs-approval", "drop-needs-approval"], recs
+    assert all(t in x.get("statement", "") for x in recs), recs
+    assert not mu.records_for(p, type="refusal")
+
+
+def test_log_action_rule(pg, pgmoat_factory):
+    p = mu.start(pgmoat_factory, extra_toml="""
+[[rules]]
+name = "log-ledger-writes"
+action = "log"
+classes = ["insert", "update"]
+tables = ["ledger_*"]
+""")
+    t = make_table(pg, "ledger_log_t", rows=1)
+    o = make_table(pg, "other_log_t", rows=1)
+    with p.endpoint.connect() as conn:
+        conn.execute(f"INSERT INTO {t} VALUES (2, 'logged')")
+        conn.execute(f"INSERT INTO {o} VALUES (2, 'not logged')")
+    assert nrows(pg, t) == 2 and nrows(pg, o) == 2
+    logged = mu.wait_records(p, lambda rs: [x for x in rs if x["type"] == "statement" and t in x.get("statement", "")],
+                             what="statement record for the logged insert")
+    assert logged[0]["decision"] == "log" and logged[0]["rule"] == "log-ledger-writes", logged
+    other = mu.wait_records(p, lambda rs: [x for x in rs if x["type"] == "statement" and o in x.get("statement", "")],
+                            what="statement record for the other insert")
+    assert other[0]["decision"] == "allow" and other[0].get("rule") in (None, ""), other
+
+
+# ------------------------------------------------------------------ SIGHUP reload
+
+def _insert_refused(conn, t: str, i: int) -> bool:
+    try:
+        conn.execute(f"INSERT INTO {t} VALUES ({i}, 'probe')")
+        return False
+    except pgerr.InsufficientPrivilege as e:
+        return 'refused by rule "deny-reload-inserts"' in e.diag.message_primary
+
+
+def test_sighup_reload(pg, pgmoat_factory):
+    p = mu.start(pgmoat_factory)
+    t = make_table(pg, "reload_t", rows=0)
+    original = p.config_path.read_text()
+    with p.endpoint.connect() as conn:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        conn.execute(f"INSERT INTO {t} VALUES (1, 'before reload')")
+        p.config_path.write_text(original + '\n[[rules]]\nname = "deny-reload-inserts"\naction = "deny"\n'
+                                 'classes = ["insert"]\ntables = ["reload_t"]\n')
+        os.kill(p.proc.pid, signal.SIGHUP)
+        counter = iter(range(100, 100000))
+        mu.poll(lambda: _insert_refused(conn, t, next(counter)), 10, interval=0.1,
+                what="the reloaded rule to refuse inserts on the existing session")
+        # same session, same backend: the reload did not drop it
+        assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] == pid
+        n_after_reload = nrows(pg, t)
+
+        # a broken file: pgmoat keeps running with the previous policy
+        p.config_path.write_text(original + '\n[[rules]]\nname = "broken"\naction = "explode"\n[[[\n')
+        os.kill(p.proc.pid, signal.SIGHUP)
+        mu.poll(lambda: "reload" in p.log_text().lower() and ("error" in p.log_text().lower()
+                                                             or "keep" in p.log_text().lower()),
+                10, what="a log line about the failed reload")
+        assert p.alive()
+        assert _insert_refused(conn, t, 99999), "the old policy was dropped by a broken reload"
+        assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] == pid
+    assert nrows(pg, t) == n_after_reload
+    # new sessions get the old (still valid) policy too
+    with p.endpoint.connect() as conn2:
+        assert _insert_refused(conn2, t, 99998)
