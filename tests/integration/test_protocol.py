@@ -92,6 +92,22 @@ def test_cancel_psql(target, pg):
     assert active_pid(pg, marker) is None
 
 
+def test_cancel_reaches_only_its_own_session(target, pg):
+    conns = [target.connect() for _ in range(3)]
+    try:
+        runners = [start_sleep(c, pg, 3)[0] for c in conns]
+        conns[1].cancel()
+        runners[1].join(5)
+        assert isinstance(runners[1].error, psycopg.errors.QueryCanceled), repr(runners[1].error)
+        for i in (0, 2):
+            runners[i].join(10)
+            assert runners[i].error is None, f"session {i} was cancelled too: {runners[i].error!r}"
+            assert runners[i].result == [("",)]
+    finally:
+        for c in conns:
+            c.close()
+
+
 def test_bogus_cancel_key_cancels_nothing(target, pg):
     with target.connect() as conn:
         pid_seen = conn.info.backend_pid  # as announced to the client in BackendKeyData
