@@ -393,6 +393,17 @@ class Pgmoat:
         return Endpoint("pgmoat", self.host, self.port,
                         ca_file=self.ca_file if tls.get("cert_file") else None)
 
+    def dsn(self, **kw) -> str:
+        """libpq key=value conninfo through this pgmoat (see Endpoint.conninfo)."""
+        return self.endpoint.conninfo(**kw)
+
+    def url(self, **kw) -> str:
+        """postgresql:// URL through this pgmoat, as an app's DATABASE_URL."""
+        return self.endpoint.url(**kw)
+
+    def connect(self, **kw):
+        return self.endpoint.connect(**kw)
+
     def start(self, ready_timeout: float = 20.0) -> None:
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
