@@ -296,3 +296,15 @@ def test_listen_notify(target, direct, route):
     finally:
         listener.close()
     assert listener.proc.returncode == 0
+
+
+@pytest.mark.parametrize("user", ["md5_user", "scram_user"])
+def test_database_url(target, user):
+    """The way applications use pgmoat: a postgresql:// URL with the password in it."""
+    url = target.url(user=user, sslmode="disable", application_name="url-test")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    r = subprocess.run([tool("psql"), "-X", "-A", "-t", url, "-c",
+                        "SELECT current_user || '/' || current_setting('application_name')"],
+                       env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"{user}/url-test"
