@@ -34,7 +34,8 @@ constexpr const char* kKeygenHelp =
     "\n"
     "Creates an approver key pair: DIR/NAME.key (private, mode 0600; keep it with the approver,\n"
     "never on the pgmoat host) and DIR/NAME.pub (give it to pgmoat's config). Existing files are\n"
-    "never overwritten. DIR defaults to the current directory.\n";
+    "never overwritten. DIR defaults to the current directory and is created (mode 0700)\n"
+    "when missing.\n";
 
 constexpr const char* kIssueHelp =
     "usage: pgmoat token issue --key FILE --database DB --user USER|--any-user\n"
@@ -236,6 +237,16 @@ int keygen(int argc, char** argv) {
                    p.c_str());
       return 1;
     }
+  }
+  if (std::error_code ec; !fs::exists(dir, ec)) {
+    // A new key directory holds a private key: readable by its owner only.
+    fs::create_directories(dir, ec);
+    if (ec) {
+      std::fprintf(stderr, "pgmoat token keygen: cannot create '%s': %s\n", dir.c_str(),
+                   ec.message().c_str());
+      return 1;
+    }
+    fs::permissions(dir, fs::perms::owner_all, ec);
   }
   policy::KeyPtr key = policy::generate_ed25519_key();
   policy::write_private_key(*key, key_path.string());

@@ -1,12 +1,33 @@
 #include "proxy/gate_services.h"
 
+#include <filesystem>
+
 #include <spdlog/spdlog.h>
 
 namespace pgmoat::proxy {
 
+PolicySnapshot::PolicySnapshot(policy::Policy p) : policy(std::move(p)) {
+  for (const auto& r : policy.rules) ruled |= r.classes;
+}
+
+bool PolicySnapshot::trivially_allowed(const parser::Classification& c) const {
+  if (!c.ok) return false;
+  const bool functions_matter = parser::has(ruled, parser::StatementClass::dangerous_function);
+  for (const auto& st : c.statements) {
+    if ((st.classes & ruled) != 0 || st.opaque) return false;
+    if (!functions_matter) continue;
+    for (const auto& f : st.functions) {
+      for (const auto& d : policy.dangerous_functions) {
+        if (f == d) return false;
+      }
+    }
+  }
+  return true;
+}
+
 std::shared_ptr<GateServices> make_gate_services(const AppConfig& config) {
   auto s = std::make_shared<GateServices>();
-  s->policy.store(std::make_shared<const policy::Policy>(config.policy));
+  s->policy.store(std::make_shared<const PolicySnapshot>(config.policy));
   s->approvers.store(std::make_shared<const policy::TrustedKeys>(config.approvers));
   if (config.approvals.revocation_list) {
     s->revocations = std::make_unique<policy::RevocationList>(*config.approvals.revocation_list);
@@ -17,6 +38,12 @@ std::shared_ptr<GateServices> make_gate_services(const AppConfig& config) {
   s->audit_settings = config.audit;
   if (config.audit.enabled) {
     try {
+      // A fresh install has no /var/lib/pgmoat yet: make it, readable by pgmoat only.
+      auto dir = std::filesystem::path(config.audit.path).parent_path();
+      if (!dir.empty() && !std::filesystem::exists(dir)) {
+        std::filesystem::create_directories(dir);
+        std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
+      }
       s->audit = std::make_unique<audit::AuditLog>(audit::AuditLog::options_from(config.audit));
     } catch (const std::exception& e) {
       throw std::runtime_error(std::string("audit.path: ") + e.what());
@@ -26,7 +53,7 @@ std::shared_ptr<GateServices> make_gate_services(const AppConfig& config) {
 }
 
 void reload_gate_services(GateServices& services, const AppConfig& config) {
-  services.policy.store(std::make_shared<const policy::Policy>(config.policy));
+  services.policy.store(std::make_shared<const PolicySnapshot>(config.policy));
   services.approvers.store(std::make_shared<const policy::TrustedKeys>(config.approvers));
   if (services.revocations) {
     if (std::string err = services.revocations->reload(); !err.empty()) {

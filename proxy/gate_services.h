@@ -14,8 +14,18 @@
 
 namespace pgmoat::proxy {
 
+// A loaded policy plus what the hot path needs to skip evaluate() when it cannot matter.
+struct PolicySnapshot {
+  explicit PolicySnapshot(policy::Policy p);
+  policy::Policy policy;
+  parser::ClassSet ruled = 0;  // every class some rule names
+  // True when no rule can match any statement of `c`: evaluate() would allow it all with no
+  // rule, no flag and no approval (the common case: reads under the default policy).
+  bool trivially_allowed(const parser::Classification& c) const;
+};
+
 struct GateServices {
-  std::atomic<std::shared_ptr<const policy::Policy>> policy;
+  std::atomic<std::shared_ptr<const PolicySnapshot>> policy;
   std::atomic<std::shared_ptr<const policy::TrustedKeys>> approvers;
   parser::ClassificationCache cache;
   std::unique_ptr<policy::RevocationList> revocations;  // null: none configured

@@ -50,6 +50,10 @@ Settings load_settings(cfg::Table& root, const std::string& config_dir) {
   if (auto tls = root.get_table("tls")) {
     s.tls_cert_file = resolve(config_dir, tls->get_string("cert_file", ""));
     s.tls_key_file = resolve(config_dir, tls->get_string("key_file", ""));
+    s.tls_client_ca_file = resolve(config_dir, tls->get_string("client_ca_file", ""));
+    if (!s.tls_client_ca_file.empty() && s.tls_cert_file.empty()) {
+      tls->fail("client_ca_file", "'tls.client_ca_file' needs 'tls.cert_file' and 'tls.key_file'");
+    }
     if (s.tls_cert_file.empty() != s.tls_key_file.empty()) {
       tls->fail(s.tls_cert_file.empty() ? "key_file" : "cert_file",
                 "'tls.cert_file' and 'tls.key_file' must be set together");

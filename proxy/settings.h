@@ -24,6 +24,9 @@ struct Settings {
   // Client-side TLS termination: on when both are set.
   std::string tls_cert_file;
   std::string tls_key_file;
+  // When set, clients are asked for a certificate signed by this CA; a presented certificate
+  // must verify, and its subject is what policy `tls_subject` matches and the audit records.
+  std::string tls_client_ca_file;
   bool tls_enabled() const { return !tls_cert_file.empty(); }
 
   std::size_t max_client_connections = 10'000;

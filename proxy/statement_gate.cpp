@@ -1,5 +1,6 @@
 #include "proxy/statement_gate.h"
 
+#include <algorithm>
 #include <ctime>
 #include <random>
 
@@ -151,16 +152,17 @@ void StatementGate::on_session_end() {
 
 // ---- Client side ---------------------------------------------------------------------------
 
-policy::SessionContext StatementGate::context(const policy::Policy&) {
-  policy::SessionContext ctx;
-  ctx.user = info_.user;
-  ctx.database = info_.database;
-  ctx.application_name = info_.application_name;
-  ctx.client_addr = info_.client_addr;
-  ctx.tls_subject = info_.tls_subject;
-  ctx.now = unix_now();
-  ctx.approvals = &approvals_;
-  return ctx;
+const policy::SessionContext& StatementGate::context() {
+  if (context_.user.empty()) {  // built once: the identity does not change in a session
+    context_.user = info_.user;
+    context_.database = info_.database;
+    context_.application_name = info_.application_name;
+    context_.client_addr = info_.client_addr;
+    context_.tls_subject = info_.tls_subject;
+    context_.approvals = &approvals_;
+  }
+  context_.now = unix_now();
+  return context_;
 }
 
 StatementGate::Verdict StatementGate::refuse(Refusal r, const wire::ParseMsg* parse) {
@@ -257,7 +259,17 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
   (void)message;
   if (auto v = handle_approval(*c, parse)) co_return std::move(*v);
 
-  auto pol = services_->policy.load();
+  auto snapshot = services_->policy.load();
+  const policy::Policy& pol = snapshot->policy;
+  const bool audit_on = static_cast<bool>(services_->audit);
+  // Fast path: no rule can apply and nothing needs a record. Skips building a Decision.
+  if (snapshot->trivially_allowed(*c)) {
+    bool needs_record = false;
+    if (audit_on) {
+      for (const auto& st : c->statements) needs_record = needs_record || is_audited(st);
+    }
+    if (!needs_record) co_return Verdict{};
+  }
   // Use counts come from the shared store, so every instance sees the same number.
   if (!approvals_.empty() && approval_max_uses_) {
     std::int64_t used = *approval_max_uses_;  // unreadable store: no uses left (fail closed)
@@ -270,10 +282,7 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
     }
     approvals_.front().uses_left = *approval_max_uses_ - used;
   }
-  policy::SessionContext ctx = context(*pol);
-  policy::Decision d = policy::evaluate(*c, ctx, *pol);
-
-  const bool audit_on = static_cast<bool>(services_->audit);
+  policy::Decision d = policy::evaluate(*c, context(), pol);
   if (!d.allowed) {
     if (audit_on) {
       std::vector<std::string> records;
@@ -299,21 +308,25 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
   }
 
   // Count approval uses before anything runs; a use that cannot be recorded refuses.
-  for (const std::string& id : d.approvals_used) {
+  for (std::size_t k = 0; k < d.approvals_used.size(); ++k) {
+    const std::string& id = d.approvals_used[k];
     const policy::Approval* a = nullptr;
     for (const auto& x : approvals_) {
       if (x.id == id) a = &x;
     }
     if (a == nullptr) continue;
-    if (a->uses_left && !services_->approval_store) {
+    if (approval_max_uses_ && !services_->approval_store) {
       co_return refuse({"42501", "pgmoat: approval token " + id + " limits its uses, but "
                                  "approvals.state_dir is not configured to count them",
                         "token " + id, "Set [approvals] state_dir in the pgmoat config."},
                        parse);
     }
-    if (services_->approval_store) {
+    if (!services_->approval_store) continue;
+    // One use per statement the token allowed; try_consume compares with the token's total.
+    const std::int64_t uses = k < d.approval_uses.size() ? std::max<std::int64_t>(1, d.approval_uses[k]) : 1;
+    for (std::int64_t u = 0; u < uses; ++u) {
       std::string err;
-      if (!services_->approval_store->try_consume(id, a->uses_left, &err)) {
+      if (!services_->approval_store->try_consume(id, approval_max_uses_, &err)) {
         co_return refuse({"42501",
                           err.empty() ? "pgmoat: approval token " + id + " has no uses left"
                                       : "pgmoat: approval token " + id + " use not recorded: " + err,
@@ -404,7 +417,8 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(wire::Bytes mess
   Prepared p;
   p.classification = c;
   p.statement_count = c->statements.size();
-  for (const auto& st : c->statements) p.audited = p.audited || is_audited(st);
+  // A refused Parse never creates the statement: executing it runs nothing to audit.
+  for (const auto& st : c->statements) p.audited = !v.refused && (p.audited || is_audited(st));
   statements_[std::string(parse.name)] = std::move(p);
   co_return v;
 }

@@ -93,7 +93,7 @@ class StatementGate {
   // Decides, audits (write-ahead) and returns what to forward.
   boost::asio::awaitable<Verdict> decide(std::shared_ptr<const parser::Classification> c,
                                          wire::Bytes message, const wire::ParseMsg* parse);
-  policy::SessionContext context(const policy::Policy& p);
+  const policy::SessionContext& context();
   bool is_audited(const parser::Statement& st) const;
   audit::Event statement_event(const parser::Statement& st, audit::EventType type);
   std::string encode(const audit::Event& e);
@@ -103,6 +103,7 @@ class StatementGate {
   GateServices* services_;
   SessionInfo& info_;
   audit::Identity identity_;
+  policy::SessionContext context_;
   std::vector<policy::Approval> approvals_;  // at most one: the last token presented
   std::optional<std::int64_t> approval_max_uses_;
   std::string marker_prefix_;

@@ -37,6 +37,17 @@ std::unique_ptr<ssl::context> make_server_tls(const Settings& s) {
     throw std::runtime_error("tls.key_file " + s.tls_key_file +
                              " does not match tls.cert_file: " + openssl_error());
   }
+  if (!s.tls_client_ca_file.empty()) {
+    if (SSL_CTX_load_verify_locations(native, s.tls_client_ca_file.c_str(), nullptr) != 1) {
+      throw std::runtime_error("tls.client_ca_file " + s.tls_client_ca_file + ": " +
+                               openssl_error());
+    }
+    STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(s.tls_client_ca_file.c_str());
+    if (names != nullptr) SSL_CTX_set_client_CA_list(native, names);
+    // Ask for a certificate; one that is presented must verify. Clients without one still
+    // connect (rules decide what they may do).
+    SSL_CTX_set_verify(native, SSL_VERIFY_PEER, nullptr);
+  }
   return ctx;
 }
 
