@@ -72,7 +72,8 @@ Session::Session(tcp::socket client, std::shared_ptr<Services> services, std::st
       client_(std::move(client)),
       client_in_(kInitialBuffer),
       server_in_(kInitialBuffer),
-      gate_(services_->gate.get(), info_) {
+      gate_(services_->gate.get(), info_),
+      timer_(client_.socket().get_executor()) {
   info_.id = services_->next_session_id.fetch_add(1);
   ErrorCode ec;
   auto remote = client_.socket().remote_endpoint(ec);
@@ -93,6 +94,7 @@ Session::~Session() {
 
 void Session::close() {
   closed_ = true;
+  timer_.cancel();
   client_.close();
   if (server_) server_->close();
 }
@@ -116,10 +118,9 @@ asio::awaitable<void> Session::run() {
 
 asio::awaitable<void> Session::login_timer() {
   auto self = shared_from_this();
-  asio::steady_timer t(co_await asio::this_coro::executor);
-  t.expires_after(std::chrono::milliseconds(services_->settings.login_timeout_ms));
-  co_await t.async_wait(kTuple);
-  if (!closed_ && info_.backend_pid == 0 && !logged_in_) {
+  timer_.expires_after(std::chrono::milliseconds(services_->settings.login_timeout_ms));
+  auto [ec] = co_await timer_.async_wait(kTuple);
+  if (!ec && !closed_ && !logged_in_) {
     spdlog::warn("session {}: login from {}:{} did not complete within {} ms; closing", info_.id,
                  info_.client_addr, info_.client_port, services_->settings.login_timeout_ms);
     close();
@@ -129,7 +130,6 @@ asio::awaitable<void> Session::login_timer() {
 asio::awaitable<void> Session::idle_watchdog() {
   auto self = shared_from_this();
   const auto limit = std::chrono::milliseconds(services_->settings.idle_timeout_ms);
-  asio::steady_timer t(co_await asio::this_coro::executor);
   while (!closed_) {
     auto deadline = last_activity_ + limit;
     if (Clock::now() >= deadline) {
@@ -139,8 +139,8 @@ asio::awaitable<void> Session::idle_watchdog() {
       close();
       co_return;
     }
-    t.expires_at(deadline);
-    co_await t.async_wait(kTuple);
+    timer_.expires_at(deadline);
+    co_await timer_.async_wait(kTuple);
   }
 }
 
@@ -151,6 +151,7 @@ asio::awaitable<void> Session::run_inner() {
   }
   Login result = co_await login();
   logged_in_ = true;
+  timer_.cancel();  // ends login_timer()
   if (result == Login::done || closed_) co_return;
   gate_.on_login_complete();
   spdlog::info("session {} connected: client={}:{} user={} database={} application_name={} "

@@ -59,6 +59,9 @@ class Session : public std::enable_shared_from_this<Session> {
   StatementGate gate_;
   wire::StartupPacket startup_;
   std::chrono::steady_clock::time_point last_activity_;
+  // Login deadline, then idle deadline. close() cancels it, so a finished session is never
+  // kept alive (and counted as open during a drain) by a sleeping timer.
+  asio::steady_timer timer_;
   bool key_registered_ = false;
   bool logged_in_ = false;
   bool closed_ = false;
