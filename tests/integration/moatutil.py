@@ -30,6 +30,10 @@ def default_rules() -> str:
 def start(pgmoat_factory, extra_toml: str = "", rules: bool = True, **kw):
     """A pgmoat with the default policy's rules plus extra_toml."""
     toml = (default_rules() + "\n" if rules else "") + extra_toml
+    # conftest's readiness probe connects and closes without a startup packet; pgmoat keeps
+    # such a connection as a session until login_timeout, so SIGTERM at teardown waits for
+    # it. A short login_timeout keeps teardown fast.
+    kw.setdefault("limits", {"login_timeout": "2s"})
     return pgmoat_factory(extra_toml=toml, **kw)
 
 
@@ -183,10 +187,17 @@ def pid_of(p) -> int:
 
 
 def prlimit_fsize(pid: int, limit: str) -> None:
-    r = subprocess.run([tool("prlimit"), "--pid", str(pid), f"--fsize={limit}"], capture_output=True,
+    # soft limit only ("N:"): lowering the hard limit could not be undone without
+    # CAP_SYS_RESOURCE
+    r = subprocess.run([tool("prlimit"), "--pid", str(pid), f"--fsize={limit}:"], capture_output=True,
                        text=True)
     assert r.returncode == 0, f"prlimit failed: {r.stderr}"
 
 
 def env_without_pg() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+
+
+def pgmoat_binary_path():
+    from conftest import pgmoat_binary
+    return pgmoat_binary()

@@ -280,10 +280,15 @@ tables = ["ledger_*"]
     assert nrows(pg, t) == 2 and nrows(pg, o) == 2
     logged = mu.wait_records(p, lambda rs: [x for x in rs if x["type"] == "statement" and t in x.get("statement", "")],
                              what="statement record for the logged insert")
-    assert logged[0]["decision"] == "log" and logged[0]["rule"] == "log-ledger-writes", logged
+    # the statement runs; its record names the log rule, and a would_refuse record says why
+    assert logged[0]["decision"] == "allow" and logged[0]["rule"] == "log-ledger-writes", logged
+    flagged = mu.records_for(p, type="would_refuse", statement_re=t)
+    assert [x["rule"] for x in flagged] == ["log-ledger-writes"], flagged
     other = mu.wait_records(p, lambda rs: [x for x in rs if x["type"] == "statement" and o in x.get("statement", "")],
                             what="statement record for the other insert")
     assert other[0]["decision"] == "allow" and other[0].get("rule") in (None, ""), other
+    assert not mu.records_for(p, type="would_refuse", statement_re=o)
+    assert not mu.records_for(p, type="refusal")
 
 
 # ------------------------------------------------------------------ SIGHUP reload
