@@ -202,6 +202,20 @@ HIDDEN = {
                          "statement class session_replication_role"),
     "terminate_backend": ("SELECT pg_terminate_backend(pg_backend_pid())", "dangerous-function-needs-approval",
                           "statement class dangerous_function (pg_terminate_backend())"),
+    "copy_query_to": ("COPY (DELETE FROM {t} RETURNING *) TO STDOUT", "delete-without-where-needs-approval",
+                      "statement class delete_without_where on {t}"),
+    "create_rule": ("CREATE RULE hidden_rule AS ON INSERT TO {t} DO ALSO DELETE FROM {t}",
+                    "delete-without-where-needs-approval", "statement class delete_without_where (rule) on {t}"),
+    "procedure_truncate": ("CREATE PROCEDURE hidden_drop_{t}() LANGUAGE plpgsql AS $$BEGIN TRUNCATE {t}; END$$",
+                           "truncate-needs-approval", "statement class truncate"),
+    "plpgsql_execute": ("CREATE FUNCTION hidden_drop_{t}() RETURNS void LANGUAGE plpgsql AS "
+                        "$$BEGIN EXECUTE 'DROP TABLE {t}'; END$$", "drop-needs-approval", "statement class drop"),
+    "always_true_where": ("DELETE FROM {t} WHERE 1 = 1 OR id = 3", "delete-without-where-needs-approval",
+                          "statement class delete_without_where on {t}"),
+    "lowercase_comment": ("/* cleanup */ drop table if exists {t} cascade", "drop-needs-approval",
+                          "statement class drop (table) on {t}"),
+    "set_config_replication": ("SELECT set_config('session_replication_role', 'replica', false)",
+                               "replication-role-needs-approval", "statement class session_replication_role"),
     "prepare_as": ("PREPARE hidden_p AS DELETE FROM {t}", "delete-without-where-needs-approval",
                    "statement class delete_without_where on {t}"),
 }
@@ -226,6 +240,7 @@ def test_hidden_destructive_refused(pg, moat, case):
                             ).fetchone()[0] == 0
     assert exists(pg, t) and nrows(pg, t) == 6
     assert mu.count(pg, f"SELECT count(*) FROM pg_proc WHERE proname = 'hidden_drop_{t}'") == 0
+    assert mu.count(pg, "SELECT count(*) FROM pg_rules WHERE rulename = 'hidden_rule'") == 0
 
 
 def test_ordinary_traffic_allowed(pg, moat):
