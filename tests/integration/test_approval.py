@@ -144,6 +144,9 @@ def test_token_in_connection_options(S, pg):
     with psycopg.connect(S.ep.conninfo(options=f"-c work_mem=7MB -c pgmoat.approval={tok}"),
                          autocommit=True) as conn:
         assert conn.execute("SHOW work_mem").fetchone()[0] == "7MB"
+    auth = mu.search_jsonl(S.moat, "--token", tid, "--type", "authenticated")
+    assert len(auth) == 3 and all(r["approval"]["approver"] == "alice" for r in auth), auth
+    assert {r["application_name"] for r in auth} >= {"deploy"}
     recs = mu.search_jsonl(S.moat, "--token", tid, "--type", "statement")
     assert sorted(r["statement"] for r in recs) == sorted([f"DROP TABLE {t1}", f"DROP TABLE {t2}"]), recs
     assert all(r["approval"]["approver"] == "alice" for r in recs)
@@ -279,6 +282,10 @@ SCOPES = {
     "other_user": (dict(user="md5_user", classes="drop"), 'is not valid for user "postgres" (only md5_user)'),
     "class_not_covered": (dict(classes="truncate"), "does not cover class `drop`"),
     "table_glob": (dict(classes="drop", extra=("--tables", "keep_*")), "does not cover table"),
+    "application_name": (dict(classes="drop", extra=("--application-name", "deploy-*")),
+                         'is not valid for application_name "pgmoat-it"'),
+    "client_cidr": (dict(classes="drop", extra=("--client-cidr", "10.0.0.0/8")),
+                    "is not valid for client address 127.0.0.1"),
 }
 
 
@@ -295,6 +302,25 @@ def test_out_of_scope_token(S, pg, case):
         txt = refusal_text(ei.value)
         assert ei.value.diag.message_primary == REFUSED_DROP, txt
         assert tid in txt and expect in txt, txt
+    assert exists(pg, t)
+
+
+def test_untrusted_approver(S, pg, tmp_path):
+    """A token signed by a key that is not in [[approvers]] is refused, also when it claims
+    to come from a trusted approver's name."""
+    t = make_table(pg, "appr_untrusted_t")
+    mallory = mu.Approver(mu.pgmoat_binary_path(), tmp_path / "mallory", "mallory")
+    for approver in (None, "alice"):
+        extra = ("--approver", approver) if approver else ()
+        tok = mallory.issue(classes="drop", extra=extra)
+        with S.ep.connect() as conn:
+            with pytest.raises(pgerr.InsufficientPrivilege) as ei:
+                set_token(conn, tok)
+            msg = ei.value.diag.message_primary
+            assert msg.startswith("pgmoat: approval token refused: token is signed by key "), msg
+            assert "which is not a trusted approver key" in msg, msg
+            with pytest.raises(pgerr.InsufficientPrivilege):
+                conn.execute(f"DROP TABLE {t}")
     assert exists(pg, t)
 
 

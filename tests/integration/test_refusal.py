@@ -186,6 +186,35 @@ def _pipeline_direct_ids(pg, t: str) -> int:
     return mu.count(pg, f"SELECT count(*) FROM {t} WHERE id IN (2, 3)")
 
 
+def _pipeline_in_tx(endpoint, t: str, bad_sql: str) -> tuple:
+    with endpoint.connect(autocommit=False) as conn:
+        with pytest.raises(psycopg.Error) as ei:
+            with conn.pipeline():
+                a = conn.execute(f"INSERT INTO {t} VALUES (2, 'p') RETURNING id")
+                conn.execute(bad_sql)
+                conn.execute(f"INSERT INTO {t} VALUES (3, 'after')")
+        first = a.fetchone()
+        status = conn.info.transaction_status.name
+        with pytest.raises(pgerr.InFailedSqlTransaction):
+            conn.execute("SELECT 1")
+        conn.rollback()
+        ok = conn.execute("SELECT 1").fetchone()
+        conn.rollback()
+    return ei.value.sqlstate, first, status, ok
+
+
+def test_pipeline_in_transaction(pg, moat):
+    """Explicit transaction + pipeline: the refusal aborts the transaction exactly like a
+    Postgres error at the same place."""
+    t = make_table(pg, "pipe_tx_t", rows=1)
+    got = _pipeline_in_tx(moat.endpoint, t, f"TRUNCATE {t}")
+    assert got == ("42501", (2,), "INERROR", (1,)), got
+    make_table(pg, "pipe_tx_direct", rows=1)
+    want = _pipeline_in_tx(pg.endpoint, "pipe_tx_direct", "SELECT 1/0")
+    assert got[1:] == want[1:], (got, want)
+    assert nrows(pg, t) == 1
+
+
 # ------------------------------------------------------------------ look inside
 
 HIDDEN = {
@@ -331,6 +360,10 @@ def test_sighup_reload(pg, pgmoat_factory):
                 what="the reloaded rule to refuse inserts on the existing session")
         # same session, same backend: the reload did not drop it
         assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] == pid
+        # the exact text run before the reload is judged again (no stale cached decision):
+        # refused (42501), not forwarded (it would fail with 23505)
+        with pytest.raises(pgerr.InsufficientPrivilege):
+            conn.execute(f"INSERT INTO {t} VALUES (1, 'before reload')")
         n_after_reload = nrows(pg, t)
 
         # a broken file: pgmoat keeps running with the previous policy
