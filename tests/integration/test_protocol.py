@@ -474,7 +474,13 @@ def test_sigterm_after_sessions_closed_is_prompt(pgmoat_factory, pg):
         assert conn.execute("SELECT 1").fetchone() == (1,)
     # a connection that never sends a startup packet, closed by the client
     socket.create_connection((p.host, p.port), timeout=5).close()
-    poll(lambda: _count_user(pg, "trust_user") == 0, 10, what="the session's backend to go away")
+    # a failed login (wrong password) and a client that gives up in the middle of SCRAM
+    with pytest.raises(psycopg.OperationalError):
+        p.endpoint.connect(user="md5_user", password="wrong", sslmode="disable")
+    with pytest.raises(psycopg.OperationalError):
+        p.endpoint.connect(user="scram_user", channel_binding="require", sslmode="disable")
+    poll(lambda: sum(_count_user(pg, u) for u in ("trust_user", "md5_user", "scram_user")) == 0, 10,
+         what="the sessions' backends to go away")
     t0 = time.monotonic()
     rc = p.stop(signal.SIGTERM, timeout=35)
     elapsed = time.monotonic() - t0
