@@ -30,10 +30,12 @@ def default_rules() -> str:
 def start(pgmoat_factory, extra_toml: str = "", rules: bool = True, **kw):
     """A pgmoat with the default policy's rules plus extra_toml."""
     toml = (default_rules() + "\n" if rules else "") + extra_toml
-    # conftest's readiness probe connects and closes without a startup packet; pgmoat keeps
-    # such a connection as a session until login_timeout, so SIGTERM at teardown waits for
-    # it. A short login_timeout keeps teardown fast.
+    # conftest's readiness probe connects and closes without a startup packet; some pgmoat
+    # builds kept such a connection as a session until login_timeout, so SIGTERM at teardown
+    # waited for it. A short login_timeout keeps teardown fast either way.
     kw.setdefault("limits", {"login_timeout": "2s"})
+    # these tests assert enforcement; PGMOAT_IT_POLICY_MODE is for the compatibility suite
+    kw.setdefault("policy_mode", "enforce")
     return pgmoat_factory(extra_toml=toml, **kw)
 
 
