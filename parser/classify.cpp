@@ -1,5 +1,6 @@
 #include "parser/classify.h"
 
+#include <cstddef>
 #include <cstring>
 
 #include "parser/parse_json.h"
@@ -12,7 +13,8 @@ namespace {
 constexpr std::size_t kThreadBufferSize = 32 * 1024;
 constexpr std::size_t kRecursiveParseMaxBytes = 8 * 1024;
 thread_local bool t_buffer_busy = false;
-thread_local char t_buffer[kThreadBufferSize];
+// rapidjson puts its ChunkHeader at the start of this buffer: it must be pointer-aligned.
+alignas(std::max_align_t) thread_local char t_buffer[kThreadBufferSize];
 }  // namespace
 
 ParsedSql::ParsedSql() {

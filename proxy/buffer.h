@@ -75,6 +75,9 @@ class Outbox {
     add_owned(std::vector<std::uint8_t>(s.begin(), s.end()));
   }
   bool empty() const { return segments_.empty(); }
+  // The common case: one contiguous slice (all pass-through bytes of one read).
+  bool single() const { return segments_.size() == 1; }
+  std::span<const std::uint8_t> front() const { return segments_.front(); }
   std::size_t bytes() const { return bytes_; }
 
   template <typename ConstBuffer>

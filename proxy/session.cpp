@@ -471,8 +471,12 @@ asio::awaitable<bool> Session::relay_authentication() {
 
 asio::awaitable<bool> Session::flush(Stream& to, Outbox& out) {
   if (out.empty()) co_return true;
-  auto buffers = out.buffers<asio::const_buffer>();
-  ErrorCode ec = co_await to.write(buffers);
+  ErrorCode ec;
+  if (out.single()) {
+    ec = co_await to.write(asio::buffer(out.front().data(), out.front().size()));
+  } else {
+    ec = co_await to.write(out.buffers<asio::const_buffer>());
+  }
   out.clear();
   if (ec) {
     close();
