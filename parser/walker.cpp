@@ -506,6 +506,9 @@ void Walker::variable_set(const Json& body) {
   const std::string_view k = kind ? sv(*kind) : std::string_view{};
   const Json* name = member(body, "name");
   st_.set_name = name ? lower(sv(*name)) : std::string{};
+  if (const Json* local = member(body, "is_local"); local != nullptr && local->IsBool()) {
+    st_.set_local = local->GetBool();
+  }
   if (k == "VAR_RESET" || k == "VAR_RESET_ALL") {
     set_command("RESET");
     st_.is_reset = true;

@@ -1,6 +1,7 @@
 #include "proxy/statement_gate.h"
 
 #include <algorithm>
+#include <cctype>
 #include <ctime>
 #include <random>
 
@@ -100,6 +101,15 @@ std::string take_approval_option(std::string& options) {
   return token;
 }
 
+// Case-insensitive: does `text` begin with `word` (lower-case)?
+bool starts_with_word(std::string_view text, std::string_view word) {
+  if (text.size() < word.size()) return false;
+  for (std::size_t i = 0; i < word.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(text[i])) != word[i]) return false;
+  }
+  return true;
+}
+
 const char* kApprovalHint =
     "Ask an approver for a token (pgmoat token issue ...), then run "
     "SET pgmoat.approval = '<token>' or connect with options=-c pgmoat.approval=<token>.";
@@ -152,6 +162,22 @@ void StatementGate::on_session_end() {
 
 // ---- Client side ---------------------------------------------------------------------------
 
+void StatementGate::drop_approval() {
+  approvals_.clear();
+  approval_max_uses_.reset();
+  approval_local_ = false;
+  approval_in_transaction_ = false;
+}
+
+void StatementGate::recheck_revocation() {
+  if (approvals_.empty() || !services_->revocations) return;
+  const std::string& id = approvals_.front().id;
+  if (!services_->revocations->is_revoked(id)) return;
+  spdlog::warn("session {}: approval token {} was revoked; dropping it", info_.id, id);
+  revoked_note_ = "approval token " + id + " was revoked";
+  drop_approval();
+}
+
 const policy::SessionContext& StatementGate::context() {
   if (context_.user.empty()) {  // built once: the identity does not change in a session
     context_.user = info_.user;
@@ -183,6 +209,22 @@ std::optional<StatementGate::Verdict> StatementGate::handle_approval(
   const parser::Statement* set = nullptr;
   for (const auto& st : c.statements) {
     if (st.set_name == kApprovalSetting) set = &st;
+    if ((st.is_reset && st.set_name == "all") || starts_with_word(st.text, "discard")) {
+      drop_approval();  // the server-side pgmoat.approval_id goes with it
+    }
+    // set_config('pgmoat.approval', ...) would carry the token to the server and its logs.
+    for (const auto& f : st.functions) {
+      if (f != "set_config") continue;
+      std::string lowered(st.text);
+      for (auto& ch : lowered) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      if (lowered.find("pgmoat.approval") != std::string::npos) {
+        return refuse({"42501",
+                       "pgmoat: set_config cannot carry an approval token; use SET pgmoat.approval",
+                       "set_config would send the token to the server and its logs.",
+                       "Send SET pgmoat.approval = '<token>' as a statement of its own."},
+                      parse);
+      }
+    }
   }
   if (set == nullptr) return std::nullopt;
   if (c.statements.size() != 1) {
@@ -199,8 +241,7 @@ std::optional<StatementGate::Verdict> StatementGate::handle_approval(
     return v;
   };
   if (set->is_reset || set->set_value.empty()) {
-    approvals_.clear();
-    approval_max_uses_.reset();
+    drop_approval();
     return forward("RESET pgmoat.approval_id");
   }
   auto keys = services_->approvers.load();
@@ -214,6 +255,9 @@ std::optional<StatementGate::Verdict> StatementGate::handle_approval(
   }
   approvals_ = {policy::to_approval(*result.claims)};
   approval_max_uses_ = result.claims->max_uses;
+  approval_local_ = set->set_local;
+  approval_in_transaction_ = info_.transaction_status != 'I';
+  revoked_note_.clear();
   audit::Event e;
   e.type = audit::EventType::kApprovalUse;
   e.decision = "presented";
@@ -224,7 +268,8 @@ std::optional<StatementGate::Verdict> StatementGate::handle_approval(
   spdlog::info("session {}: approval token {} by {} active ({})", info_.id, result.claims->id,
                result.claims->approver, result.claims->reason);
   // The id is harmless to show the server; the token itself never reaches it.
-  return forward("SET pgmoat.approval_id = '" + result.claims->id + "'");
+  return forward(std::string(set->set_local ? "SET LOCAL" : "SET") + " pgmoat.approval_id = '" +
+                 result.claims->id + "'");
 }
 
 bool StatementGate::is_audited(const parser::Statement& st) const {
@@ -270,6 +315,7 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
     }
     if (!needs_record) co_return Verdict{};
   }
+  recheck_revocation();
   // Use counts come from the shared store, so every instance sees the same number.
   if (!approvals_.empty() && approval_max_uses_) {
     std::int64_t used = *approval_max_uses_;  // unreadable store: no uses left (fail closed)
@@ -304,7 +350,9 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
       }
       for (auto& r : records) append_async(services_->audit.get(), std::move(r));
     }
-    co_return refuse({"42501", d.message, d.detail, d.hint}, parse);
+    std::string detail = d.detail;
+    if (!revoked_note_.empty()) detail += (detail.empty() ? "" : "; ") + revoked_note_;
+    co_return refuse({"42501", d.message, detail, d.hint}, parse);
   }
 
   // Count approval uses before anything runs; a use that cannot be recorded refuses.
@@ -349,7 +397,9 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
         e.detail = v.message;
         records.push_back(encode(e));
       }
-      if (!is_audited(st) && v.approval_id.empty()) continue;
+      if (!v.approval_id.empty()) last_approval_id_ = v.approval_id;
+      // Over the extended protocol each Execute writes the record, not the Parse.
+      if (parse != nullptr || (!is_audited(st) && v.approval_id.empty())) continue;
       auto e = statement_event(st, audit::EventType::kStatement);
       e.statement_id = next_statement_id_ + i;
       e.decision = v.approval_id.empty() ? "allow" : "approved";
@@ -365,7 +415,7 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
       records.push_back(encode(e));
       must_wait = true;
     }
-    if (!c->ok) {
+    if (!c->ok && parse == nullptr) {
       audit::Event e;
       e.type = audit::EventType::kStatement;
       e.statement = parse != nullptr ? std::string(parse->query) : std::string();
@@ -413,12 +463,16 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(wire::Bytes mess
                                                                const wire::ParseMsg& parse) {
   if (services_ == nullptr) co_return Verdict{};
   auto c = services_->cache.get(parse.query);
+  last_approval_id_.clear();
   Verdict v = co_await decide(c, message, &parse);
   Prepared p;
   p.classification = c;
+  p.approval_id = last_approval_id_;
+  p.text = std::string(parse.query);
   p.statement_count = c->statements.size();
   // A refused Parse never creates the statement: executing it runs nothing to audit.
-  for (const auto& st : c->statements) p.audited = !v.refused && (p.audited || is_audited(st));
+  for (const auto& st : c->statements) p.audited = p.audited || is_audited(st);
+  p.audited = !v.refused && (p.audited || !c->ok || !p.approval_id.empty());
   statements_[std::string(parse.name)] = std::move(p);
   co_return v;
 }
@@ -435,12 +489,24 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_execute(wire::Bytes me
       if (sit != statements_.end() && sit->second.audited && services_->audit) {
         // Each execution of a writing prepared statement is its own audited write.
         r.audited = true;
-        const auto& st = sit->second.classification->statements.front();
-        r.intent = std::make_shared<const audit::Event>(
-            statement_event(st, audit::EventType::kOutcome));
-        auto e = statement_event(st, audit::EventType::kStatement);
+        const Prepared& prep = sit->second;
+        audit::Event e;
+        if (!prep.classification->statements.empty()) {
+          e = statement_event(prep.classification->statements.front(),
+                              audit::EventType::kStatement);
+        } else {
+          e.type = audit::EventType::kStatement;
+          e.statement = prep.text;  // allowed without being parsed (on_parse_error = "allow")
+        }
+        r.intent = std::make_shared<const audit::Event>(e);
         e.statement_id = r.statement_id;
-        e.decision = "allow";
+        e.decision = prep.approval_id.empty() ? "allow" : "approved";
+        e.token_id = prep.approval_id;
+        for (const auto& a : approvals_) {
+          if (a.id != prep.approval_id) continue;
+          e.approver = a.approver;
+          e.reason = a.reason;
+        }
         e.detail = "extended protocol: statement \"" + pit->second + "\" portal \"" +
                    std::string(*portal) + "\"";
         std::vector<std::string> records;
@@ -521,6 +587,11 @@ std::optional<std::string> StatementGate::on_error(const wire::ErrorFields* fiel
 }
 
 void StatementGate::on_command_complete(wire::Bytes message) {
+  if (approval_in_transaction_) {
+    // A session-level SET made inside a transaction block is undone by its rollback.
+    auto cc = wire::parse_command_complete(message);
+    if (cc && cc->tag == "ROLLBACK") drop_approval();
+  }
   if (running_.empty()) return;
   Running r = running_.front();
   running_.pop_front();
@@ -549,6 +620,10 @@ void StatementGate::on_portal_suspended() {
 
 void StatementGate::on_ready(char status) {
   info_.transaction_status = status;
+  if (status == 'I') {
+    if (approval_local_) drop_approval();  // SET LOCAL ends with its transaction
+    approval_in_transaction_ = false;
+  }
   if (groups_.empty()) return;
   std::uint64_t g = groups_.front();
   groups_.pop_front();

@@ -83,10 +83,15 @@ class StatementGate {
     std::shared_ptr<const parser::Classification> classification;
     bool audited = false;
     std::size_t statement_count = 0;
+    std::string approval_id;  // the token that allowed it at Parse, for the Execute record
+    std::string text;
   };
 
   // Builds the marker replacement and remembers the refusal it stands for.
   Verdict refuse(Refusal r, const wire::ParseMsg* parse);
+  void drop_approval();
+  // Clears a held approval that was revoked since it was presented.
+  void recheck_revocation();
   // SET/RESET pgmoat.approval: nullopt when `c` has no such statement.
   std::optional<Verdict> handle_approval(const parser::Classification& c,
                                          const wire::ParseMsg* parse);
@@ -106,6 +111,13 @@ class StatementGate {
   policy::SessionContext context_;
   std::vector<policy::Approval> approvals_;  // at most one: the last token presented
   std::optional<std::int64_t> approval_max_uses_;
+  // The approval follows the server-side setting it replaced: SET LOCAL ends with the
+  // transaction, a SET inside a transaction that rolls back is undone, DISCARD ALL and
+  // RESET ALL clear it.
+  bool approval_local_ = false;
+  bool approval_in_transaction_ = false;
+  std::string revoked_note_;
+  std::string last_approval_id_;  // set by decide(): the token that allowed the last statement  // set when a held token was revoked: said in the next refusal
   std::string marker_prefix_;
   std::uint64_t next_marker_ = 1;
   std::unordered_map<std::string, Refusal> refusals_;

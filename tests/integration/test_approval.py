@@ -223,9 +223,6 @@ def test_revoked_token(S, pg):
     assert exists(pg, t3) and exists(pg, t2)
 
 
-@pytest.mark.xfail(strict=True, reason="pgmoat bug: a revoked token keeps unlocking statements in a "
-                   "session that activated it before the revocation (revocation is only checked "
-                   "when a token is presented, not when it is used)")
 def test_revoked_token_stops_working_in_sessions_holding_it(S, pg):
     t1, t2 = make_table(pg, "appr_rev_hold_t1"), make_table(pg, "appr_rev_hold_t2")
     tok = S.issue(classes="drop")
@@ -395,10 +392,7 @@ LEAK_VARIANTS = {
 
 
 @pytest.mark.parametrize("case", [
-    pytest.param(c, marks=pytest.mark.xfail(
-        strict=True, reason="pgmoat bug: SELECT set_config('pgmoat.approval', '<token>', ...) is "
-        "forwarded as is, so the secret token reaches Postgres and its statement log"))
-    if c == "set_config" else c for c in LEAK_VARIANTS])
+    c for c in LEAK_VARIANTS])
 def test_token_never_reaches_server_log(S, pg, case):
     """Other spellings of setting pgmoat.approval must not carry the secret to the server."""
     tok = S.issue(classes="drop", reason=f"leak check {case}")
@@ -434,9 +428,6 @@ ENDED = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="pgmoat bug: the approval stays active in pgmoat after the "
-                   "session state that carried it ended (DISCARD ALL, RESET ALL, SET LOCAL + COMMIT, "
-                   "SET + ROLLBACK); only RESET pgmoat.approval ends it")
 @pytest.mark.parametrize("case", list(ENDED))
 def test_approval_ends_with_session_state(S, pg, case):
     t = make_table(pg, f"appr_ended_{case}")
