@@ -489,6 +489,22 @@ def test_sigterm_after_sessions_closed_is_prompt(pgmoat_factory, pg):
                          f"{p.log_text()[-3000:]}")
 
 
+def test_abandoned_login_is_noticed(pgmoat_factory):
+    """A client that hangs up in the middle of authentication (here libpq, which drops the
+    connection on AuthenticationSASL because it requires channel binding) is gone: pgmoat
+    must not keep that session until login_timeout, so SIGTERM right after exits at once."""
+    p = pgmoat_factory()  # login_timeout 15s
+    with pytest.raises(psycopg.OperationalError) as ei:
+        p.endpoint.connect(user="scram_user", channel_binding="require", sslmode="disable")
+    assert "channel binding" in str(ei.value)
+    t0 = time.monotonic()
+    rc = p.stop(signal.SIGTERM, timeout=35)
+    elapsed = time.monotonic() - t0
+    assert rc == 0, f"exit code {rc}\n{p.log_text()[-3000:]}"
+    assert elapsed < 3, (f"pgmoat took {elapsed:.1f}s to exit after SIGTERM; the abandoned login "
+                         f"was still counted as a session\n{p.log_text()[-3000:]}")
+
+
 BAD_CONFIGS = {
     "syntax": ('[listen]\nhost = "127.0.0.1"\nport = \n', 3),
     "wrong-type": ('[listen]\nhost = "127.0.0.1"\nport = "six"\n[upstream]\nhost = "127.0.0.1"\nport = 5432\n', 3),
