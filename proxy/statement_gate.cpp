@@ -116,8 +116,74 @@ const char* kApprovalHint =
 
 }  // namespace
 
+struct StatementGate::AuditFlight {
+  std::uint64_t inflight = 0;
+  bool failed = false;
+  std::optional<asio::steady_timer> waiter;  // cancelled when inflight reaches zero
+};
+
 StatementGate::StatementGate(GateServices* services, SessionInfo& info)
-    : services_(services), info_(info), marker_prefix_(std::string(kMarkerWord) + random_hex(12)) {}
+    : services_(services),
+      info_(info),
+      flight_(std::make_shared<AuditFlight>()),
+      marker_prefix_(std::string(kMarkerWord) + random_hex(12)) {}
+
+bool StatementGate::pipelinable(const parser::Classification& c) const {
+  constexpr parser::ClassSet kDml =
+      parser::bit(StatementClass::insert) | parser::bit(StatementClass::update) |
+      parser::bit(StatementClass::delete_) | parser::bit(StatementClass::merge) |
+      parser::bit(StatementClass::select) | parser::bit(StatementClass::update_without_where) |
+      parser::bit(StatementClass::delete_without_where);
+  if (info_.transaction_status != 'T' || !c.ok) return false;
+  for (const auto& st : c.statements) {
+    if ((st.classes & ~kDml) != 0 || st.opaque) return false;
+  }
+  return true;
+}
+
+bool StatementGate::commits(const parser::Classification& c) {
+  for (const auto& st : c.statements) {
+    if (parser::has(st.classes, StatementClass::transaction) &&
+        (st.command == "COMMIT" || st.command == "PREPARE TRANSACTION" ||
+         st.command == "COMMIT PREPARED")) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void StatementGate::append_pipelined(std::vector<std::string> records,
+                                     const asio::any_io_executor& ex) {
+  auto flight = flight_;
+  if (!flight->waiter) flight->waiter.emplace(ex);
+  for (auto& rec : records) {
+    ++flight->inflight;
+    services_->audit->append(std::move(rec), [flight, ex](bool ok) {
+      asio::post(ex, [flight, ok] {
+        if (!ok) flight->failed = true;
+        if (--flight->inflight == 0 && flight->waiter) flight->waiter->cancel();
+      });
+    });
+  }
+}
+
+asio::awaitable<bool> StatementGate::drain() {
+  while (flight_->inflight > 0) {
+    flight_->waiter->expires_at(asio::steady_timer::time_point::max());
+    co_await flight_->waiter->async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  co_return !flight_->failed;
+}
+
+StatementGate::Verdict StatementGate::refuse_commit(const wire::ParseMsg* parse,
+                                                    bool extended) {
+  return refuse({"58030",
+                 "pgmoat: the audit trail could not record this transaction's writes; "
+                 "COMMIT refused",
+                 "pgmoat records every write before it can commit and failed to do so.",
+                 "ROLLBACK and retry once the audit path is writable again."},
+                parse, extended);
+}
 
 // ---- Session lifecycle ---------------------------------------------------------------------
 
@@ -191,7 +257,8 @@ const policy::SessionContext& StatementGate::context() {
   return context_;
 }
 
-StatementGate::Verdict StatementGate::refuse(Refusal r, const wire::ParseMsg* parse) {
+StatementGate::Verdict StatementGate::refuse(Refusal r, const wire::ParseMsg* parse,
+                                             bool extended) {
   std::string marker = marker_prefix_ + std::to_string(next_marker_++);
   spdlog::warn("session {} {}@{} app={} client={}: {} ({})", info_.id, info_.user,
                info_.database, info_.application_name, info_.client_addr, r.message, r.detail);
@@ -199,8 +266,16 @@ StatementGate::Verdict StatementGate::refuse(Refusal r, const wire::ParseMsg* pa
   Verdict v;
   v.replace = true;
   v.refused = true;
-  v.bytes = parse != nullptr ? wire::build_parse(parse->name, marker, parse->param_types)
-                             : wire::build_query(marker);
+  if (parse != nullptr) {
+    v.bytes = wire::build_parse(parse->name, marker, parse->param_types);
+  } else if (extended) {
+    // In place of an Execute: a Parse of a throwaway name keeps the extended-protocol
+    // flow (error, then nothing until Sync) and leaves the client's statements alone.
+    static constexpr std::uint8_t kNoParams[2] = {0, 0};
+    v.bytes = wire::build_parse(marker, marker, wire::Bytes(kNoParams, 2));
+  } else {
+    v.bytes = wire::build_query(marker);
+  }
   return v;
 }
 
@@ -308,13 +383,17 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
   const policy::Policy& pol = snapshot->policy;
   const bool audit_on = static_cast<bool>(services_->audit);
   // Fast path: no rule can apply and nothing needs a record. Skips building a Decision.
-  if (snapshot->trivially_allowed(*c)) {
+  decided_.clear();
+  const bool trivial = snapshot->trivially_allowed(*c);
+  if (trivial) {
     bool needs_record = false;
     if (audit_on) {
       for (const auto& st : c->statements) needs_record = needs_record || is_audited(st);
     }
     if (!needs_record) co_return Verdict{};
   }
+  if (flight_->inflight > 0 && commits(*c) && !co_await drain()) co_return refuse_commit(parse);
+  if (flight_->failed && commits(*c)) co_return refuse_commit(parse);
   recheck_revocation();
   // Use counts come from the shared store, so every instance sees the same number.
   if (!approvals_.empty() && approval_max_uses_) {
@@ -328,7 +407,12 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
     }
     approvals_.front().uses_left = *approval_max_uses_ - used;
   }
-  policy::Decision d = policy::evaluate(*c, context(), pol);
+  policy::Decision d;
+  if (trivial) {
+    d.statements.resize(c->statements.size());  // allowed, no rule: what evaluate() would say
+  } else {
+    d = policy::evaluate(*c, context(), pol);
+  }
   if (!d.allowed) {
     if (audit_on) {
       std::vector<std::string> records;
@@ -401,6 +485,8 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
       // Over the extended protocol each Execute writes the record, not the Parse.
       if (parse != nullptr || (!is_audited(st) && v.approval_id.empty())) continue;
       auto e = statement_event(st, audit::EventType::kStatement);
+      if (decided_.size() < c->statements.size()) decided_.resize(c->statements.size());
+      decided_[i] = std::make_shared<const audit::Event>(e);  // the outcome repeats it
       e.statement_id = next_statement_id_ + i;
       e.decision = v.approval_id.empty() ? "allow" : "approved";
       e.rule = v.rule;
@@ -424,7 +510,9 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
       records.push_back(encode(e));
       must_wait = true;
     }
-    if (must_wait) {
+    if (must_wait && pipelinable(*c)) {
+      append_pipelined(std::move(records), co_await asio::this_coro::executor);
+    } else if (must_wait) {
       // Write-ahead: the record is on disk before the statement reaches the server.
       if (!co_await append_durably(services_->audit.get(), std::move(records))) {
         co_return refuse({"58030", "pgmoat: the audit trail cannot be written; write refused",
@@ -447,12 +535,9 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_query(wire::Bytes mess
   groups_.push_back(group);
   Verdict v = co_await decide(c, message, nullptr);
   if (!v.refused) {
-    for (const auto& st : c->statements) {
-      Running r{next_statement_id_++, group, is_audited(st), Clock::now(), nullptr};
-      if (r.audited && services_->audit) {
-        r.intent = std::make_shared<const audit::Event>(
-            statement_event(st, audit::EventType::kOutcome));
-      }
+    for (std::size_t i = 0; i < c->statements.size(); ++i) {
+      Running r{next_statement_id_++, group, is_audited(c->statements[i]), Clock::now(), nullptr};
+      if (r.audited && i < decided_.size()) r.intent = decided_[i];
       running_.push_back(std::move(r));
     }
   }
@@ -486,6 +571,9 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_execute(wire::Bytes me
     auto pit = portals_.find(*portal);
     if (pit != portals_.end()) {
       auto sit = statements_.find(pit->second);
+      if (sit != statements_.end() && commits(*sit->second.classification)) {
+        if (!co_await drain() || flight_->failed) co_return refuse_commit(nullptr, true);
+      }
       if (sit != statements_.end() && sit->second.audited && services_->audit) {
         // Each execution of a writing prepared statement is its own audited write.
         r.audited = true;
@@ -511,11 +599,13 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_execute(wire::Bytes me
                    std::string(*portal) + "\"";
         std::vector<std::string> records;
         records.push_back(encode(e));
-        if (!co_await append_durably(services_->audit.get(), std::move(records))) {
+        if (pipelinable(*prep.classification)) {
+          append_pipelined(std::move(records), co_await asio::this_coro::executor);
+        } else if (!co_await append_durably(services_->audit.get(), std::move(records))) {
           co_return refuse({"58030", "pgmoat: the audit trail cannot be written; write refused",
                             "pgmoat records every write before forwarding it and failed to do so.",
                             "Check the disk and permissions of the audit path; reads still work."},
-                           nullptr);
+                           nullptr, true);
         }
       }
     }
@@ -623,6 +713,9 @@ void StatementGate::on_ready(char status) {
   if (status == 'I') {
     if (approval_local_) drop_approval();  // SET LOCAL ends with its transaction
     approval_in_transaction_ = false;
+    // The transaction is over: a failed pipelined record has been refused at COMMIT or
+    // rolled back with it.
+    if (flight_->inflight == 0) flight_->failed = false;
   }
   if (groups_.empty()) return;
   std::uint64_t g = groups_.front();

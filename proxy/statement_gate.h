@@ -88,7 +88,8 @@ class StatementGate {
   };
 
   // Builds the marker replacement and remembers the refusal it stands for.
-  Verdict refuse(Refusal r, const wire::ParseMsg* parse);
+  // `extended`: the refusal replaces an Execute (no Parse of the client's to reuse).
+  Verdict refuse(Refusal r, const wire::ParseMsg* parse, bool extended = false);
   void drop_approval();
   // Clears a held approval that was revoked since it was presented.
   void recheck_revocation();
@@ -105,8 +106,20 @@ class StatementGate {
   void audit_async(audit::Event e);
   void audit_outcome(const Running& r, audit::Outcome outcome);
 
+  // Audit records of DML inside a transaction block are not waited for one by one: nothing
+  // such a statement does is visible before COMMIT, so COMMIT waits until all of them are on
+  // disk (and is refused, rolling the transaction back, if any could not be written).
+  struct AuditFlight;
+  bool pipelinable(const parser::Classification& c) const;
+  void append_pipelined(std::vector<std::string> records, const boost::asio::any_io_executor& ex);
+  // Waits for pipelined records; false when one of them could not be written.
+  boost::asio::awaitable<bool> drain();
+  static bool commits(const parser::Classification& c);
+  Verdict refuse_commit(const wire::ParseMsg* parse, bool extended = false);
+
   GateServices* services_;
   SessionInfo& info_;
+  std::shared_ptr<AuditFlight> flight_;
   audit::Identity identity_;
   policy::SessionContext context_;
   std::vector<policy::Approval> approvals_;  // at most one: the last token presented
@@ -117,7 +130,9 @@ class StatementGate {
   bool approval_local_ = false;
   bool approval_in_transaction_ = false;
   std::string revoked_note_;
-  std::string last_approval_id_;  // set by decide(): the token that allowed the last statement  // set when a held token was revoked: said in the next refusal
+  std::string last_approval_id_;
+  // decide()'s intent events, per statement (null when not audited), for the outcome records.
+  std::vector<std::shared_ptr<const audit::Event>> decided_;  // set by decide(): the token that allowed the last statement  // set when a held token was revoked: said in the next refusal
   std::string marker_prefix_;
   std::uint64_t next_marker_ = 1;
   std::unordered_map<std::string, Refusal> refusals_;
