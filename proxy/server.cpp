@@ -117,7 +117,9 @@ void Server::begin_shutdown() {
 }
 
 void Server::drain_tick(std::chrono::steady_clock::time_point deadline) {
-  std::size_t open = services_->active_sessions.load();
+  std::size_t all = services_->active_sessions.load();
+  std::size_t in_login = services_->sessions_in_login.load();
+  std::size_t open = all > in_login ? all - in_login : 0;
   if (open == 0 || std::chrono::steady_clock::now() >= deadline) {
     if (open > 0) spdlog::warn("shutdown deadline reached: closing {} sessions", open);
     for (auto& c : contexts_) c->stop();

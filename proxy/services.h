@@ -23,6 +23,9 @@ struct Services {
   CancelRegistry cancels;
   std::shared_ptr<GateServices> gate;
   std::atomic<std::size_t> active_sessions{0};
+  // Sessions still in startup/authentication: nothing of theirs is in flight, so a drain on
+  // SIGTERM does not wait for them.
+  std::atomic<std::size_t> sessions_in_login{0};
   std::atomic<std::uint64_t> next_session_id{1};
 };
 

@@ -85,9 +85,11 @@ Session::Session(tcp::socket client, std::shared_ptr<Services> services, std::st
   client_.socket().set_option(tcp::no_delay(true), ec);
   last_activity_ = Clock::now();
   services_->active_sessions.fetch_add(1);
+  services_->sessions_in_login.fetch_add(1);
 }
 
 Session::~Session() {
+  if (!logged_in_) services_->sessions_in_login.fetch_sub(1);
   if (key_registered_) services_->cancels.remove(info_.backend_pid, info_.backend_secret);
   services_->active_sessions.fetch_sub(1);
 }
@@ -151,6 +153,7 @@ asio::awaitable<void> Session::run_inner() {
   }
   Login result = co_await login();
   logged_in_ = true;
+  services_->sessions_in_login.fetch_sub(1);
   timer_.cancel();  // ends login_timer()
   if (result == Login::done || closed_) co_return;
   gate_.on_login_complete();
