@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -33,10 +34,13 @@ bool all_digits(std::string_view s) {
 }
 
 // Splits "dir/audit.jsonl.20240501T120000.3" into base "dir/audit.jsonl", stamp, n.
-SortKey sort_key(const std::string& file) {
+SortKey sort_key(const std::string& full) {
   SortKey k;
-  k.name = file;
-  k.base = file;
+  k.name = full;
+  k.base = full;
+  // A rotated file compressed later ("...T120000.3.gz") sorts where it was.
+  const std::string file =
+      full.ends_with(".gz") ? full.substr(0, full.size() - 3) : full;
   const std::size_t dot_n = file.rfind('.');
   if (dot_n == std::string::npos || dot_n < 16) return k;
   const std::string_view n = std::string_view(file).substr(dot_n + 1);
@@ -114,7 +118,29 @@ std::vector<std::string> expand_inputs(const std::vector<std::string>& operands)
   return out;
 }
 
+namespace {
+// Rotated files may be compressed by logrotate or an operator: read them through gzip.
+std::string read_gzip(const std::string& path) {
+  std::string quoted = "'";
+  for (char c : path) {
+    if (c == '\'') quoted += "'\\''";
+    else quoted += c;
+  }
+  quoted += "'";
+  FILE* pipe = ::popen(("gzip -dc -- " + quoted + " 2>/dev/null").c_str(), "r");
+  if (pipe == nullptr) throw std::runtime_error(path + ": cannot run gzip: " + std::strerror(errno));
+  std::string out;
+  char buf[65536];
+  std::size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
+  const int status = ::pclose(pipe);
+  if (status != 0) throw std::runtime_error(path + ": not a readable gzip file");
+  return out;
+}
+}  // namespace
+
 std::string read_file(const std::string& path) {
+  if (path.ends_with(".gz")) return read_gzip(path);
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw std::runtime_error(path + ": " + std::strerror(errno));
   std::string out;

@@ -5,10 +5,12 @@
 
 #include <algorithm>
 #include <fstream>
+#include <sstream>
 #include <stdexcept>
 
 #include <rapidjson/document.h>
 
+#include "audit/files.h"
 #include "audit/record.h"
 #include "common/toml_reader.h"
 
@@ -215,8 +217,15 @@ std::uint64_t search_files(const std::vector<std::string>& files, const SearchFi
                            std::ostream& warnings) {
   std::uint64_t n = 0;
   for (const auto& file : files) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw std::runtime_error(file + ": cannot read");
+    std::ifstream plain;
+    std::istringstream unpacked;
+    if (file.ends_with(".gz")) {
+      unpacked.str(read_file(file));
+    } else {
+      plain.open(file, std::ios::binary);
+      if (!plain) throw std::runtime_error(file + ": cannot read");
+    }
+    std::istream& in = file.ends_with(".gz") ? static_cast<std::istream&>(unpacked) : plain;
     std::string line;
     std::uint64_t lineno = 0;
     while (std::getline(in, line)) {

@@ -151,7 +151,12 @@ asio::awaitable<void> Session::run_inner() {
   if (services_->settings.login_timeout_ms > 0) {
     asio::co_spawn(exec, login_timer(), asio::detached);
   }
+  gate_.on_accepted();
   Login result = co_await login();
+  if (result == Login::done && !info_.user.empty()) {
+    gate_.on_login_failed(login_error_.empty() ? "client closed the connection during login"
+                                               : login_error_);
+  }
   logged_in_ = true;
   services_->sessions_in_login.fetch_sub(1);
   timer_.cancel();  // ends login_timer()
@@ -172,6 +177,7 @@ asio::awaitable<void> Session::fail_client(std::string_view severity, std::strin
                                            const std::string& message) {
   spdlog::warn("session {} client={}:{}: {} {}: {}", info_.id, info_.client_addr,
                info_.client_port, severity, sqlstate, message);
+  if (!logged_in_) login_error_ = std::string(sqlstate) + " " + message;
   std::string msg = wire::error_response(severity, sqlstate, message);
   co_await client_.write(asio::buffer(msg));
 }
@@ -459,8 +465,14 @@ asio::awaitable<bool> Session::relay_authentication() {
         info_.backend_secret = key->secret;
       }
     }
+    if (tag == wire::be::kErrorResponse) {  // FATAL: the server closes
+      if (auto fields = wire::parse_error(*msg)) {
+        login_error_ = fields->sqlstate() + " " + fields->message();
+      }
+      co_await client_.write(asio::buffer(*msg));
+      co_return false;
+    }
     if (auto ec = co_await client_.write(asio::buffer(*msg)); ec) co_return false;
-    if (tag == wire::be::kErrorResponse) co_return false;  // FATAL: the server closes
     if (tag == wire::be::kReadyForQuery) {
       if (auto st = wire::parse_ready_for_query(*msg)) gate_.on_ready(*st);
       if (info_.backend_pid != 0) {

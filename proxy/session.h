@@ -66,6 +66,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool logged_in_ = false;
   bool closed_ = false;
   bool upstream_lost_ = false;
+  std::string login_error_;  // why the login did not complete, for the audit trail
 };
 
 }  // namespace pgmoat::proxy

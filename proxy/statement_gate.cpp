@@ -206,6 +206,23 @@ std::optional<std::string> StatementGate::on_startup(wire::StartupPacket& startu
   return std::nullopt;
 }
 
+void StatementGate::on_accepted() {
+  if (services_ == nullptr || !services_->audit) return;
+  identity_ = make_identity(info_);
+  audit::Event e;
+  e.type = audit::EventType::kConnectionAccepted;
+  audit_async(std::move(e));
+}
+
+void StatementGate::on_login_failed(const std::string& reason) {
+  if (services_ == nullptr || !services_->audit) return;
+  identity_ = make_identity(info_);
+  audit::Event e;
+  e.type = audit::EventType::kAuthFailed;
+  e.detail = reason;
+  audit_async(std::move(e));
+}
+
 void StatementGate::on_login_complete() {
   identity_ = make_identity(info_);
   if (services_ == nullptr || !services_->audit) return;

@@ -45,7 +45,10 @@ class StatementGate {
   // Startup: strips an approval token from `options` (-c pgmoat.approval=...). Returns a
   // refusal message when the connection must not proceed.
   std::optional<std::string> on_startup(wire::StartupPacket& startup);
+  void on_accepted();
   void on_login_complete();
+  // The client gave a user name but the login did not complete (bad password, upstream down).
+  void on_login_failed(const std::string& reason);
   void on_session_end();
 
   boost::asio::awaitable<Verdict> on_query(wire::Bytes message, std::string_view sql);

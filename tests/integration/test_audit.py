@@ -382,3 +382,28 @@ def test_statements_all_records_reads(pg, pgmoat_factory):
         conn.execute("CREATE TEMP TABLE aud_w (i int)")
     mu.wait_records(q, lambda rs: [r for r in rs if "aud_w" in r.get("statement", "")], what="ddl record")
     assert not [r for r in mu.audit_records(q.audit_path) if "audit-writes-probe" in r.get("statement", "")]
+
+
+def test_connection_records_and_failed_login(pg, pgmoat_factory):
+    """Accepted, authenticated and failed logins are on the trail, with who tried."""
+    p = mu.start(pgmoat_factory)
+    bad = mu.psql(p.endpoint, "SELECT 1", user="scram_user",
+                  extra_env={"PGPASSWORD": "not-the-password", "PGAPPNAME": "wrong-pw",
+                             "PGSSLMODE": "disable"})
+    assert bad.returncode != 0 and "password authentication failed" in bad.stderr, bad.stderr
+    ok = mu.psql(p.endpoint, "SELECT 1", user="md5_user", extra_env={"PGAPPNAME": "right-pw"})
+    assert ok.returncode == 0, ok.stderr
+    failed = mu.wait_records(p, lambda rs: [r for r in rs if r["type"] == "auth_failed"],
+                             what="an auth_failed record")
+    assert len(failed) == 1, failed
+    f = failed[0]
+    assert (f["user"], f["application_name"], f["client_addr"]) == ("scram_user", "wrong-pw",
+                                                                     "127.0.0.1"), f
+    assert "28P01" in f["detail"] and "password authentication failed" in f["detail"], f
+    recs = mu.wait_records(p, lambda rs: rs if any(r["type"] == "authenticated" for r in rs)
+                           else None, what="an authenticated record")
+    authenticated = [r for r in recs if r["type"] == "authenticated"]
+    assert [(r["user"], r["application_name"]) for r in authenticated] == [("md5_user", "right-pw")]
+    accepted = [r for r in recs if r["type"] == "connection_accepted"]
+    # One per TCP connection: the two logins (the harness's readiness probe may add more).
+    assert len(accepted) >= 2 and all(r["client_addr"] == "127.0.0.1" for r in accepted), accepted

@@ -103,6 +103,14 @@ awk 'NR==2 {held=$0; next} NR==3 {print; print held; next} {print}' \
   "$WORK/trail/audit.jsonl.20240501T000000.1" >"$WORK/swap/audit.jsonl.20240501T000000.1"
 expect 1 ":2: seq 3: record out of order" -- "$PGMOAT" audit verify "$WORK/swap"
 
+# A rotated file compressed afterwards (logrotate) still verifies, in order, and is searched.
+cp -r "$WORK/trail" "$WORK/gz"
+gzip "$WORK/gz/audit.jsonl.20240501T000000.1"
+expect 0 "OK: chain whole: 5 records (seq 1..5) in 2 file(s)" -- "$PGMOAT" audit verify "$WORK/gz"
+cp -r "$WORK/gz" "$WORK/gzbad"
+printf 'not gzip at all' >"$WORK/gzbad/audit.jsonl.20240501T000000.1.gz"
+expect 1 "not a readable gzip file" -- "$PGMOAT" audit verify "$WORK/gzbad"
+
 if [ "$failures" != 0 ]; then
   echo "$failures failure(s)"
   exit 1
