@@ -607,6 +607,9 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_execute(wire::Bytes me
         e.statement_id = r.statement_id;
         e.decision = prep.approval_id.empty() ? "allow" : "approved";
         e.token_id = prep.approval_id;
+        if (auto vit = portal_values_.find(*portal); vit != portal_values_.end()) {
+          e.parameters = vit->second;
+        }
         for (const auto& a : approvals_) {
           if (a.id != prep.approval_id) continue;
           e.approver = a.approver;
@@ -637,6 +640,14 @@ void StatementGate::on_client_message(wire::Bytes message) {
     case wire::fe::kBind:
       if (auto b = wire::parse_bind_names(message)) {
         portals_[std::string(b->portal)] = std::string(b->statement);
+        if (services_->audit_settings.parameters) {
+          auto values = wire::parse_bind_values(message);
+          // A Bind too large to hold whole arrives in pieces: say so rather than guess.
+          portal_values_[std::string(b->portal)] =
+              values ? std::move(*values)
+                     : std::vector<std::optional<std::string>>{
+                           std::string("(parameters not recorded: Bind message streamed)")};
+        }
       }
       break;
     case wire::fe::kClose:

@@ -146,6 +146,8 @@ class StatementGate {
   std::deque<std::uint64_t> groups_;  // one per ReadyForQuery the server owes
   std::map<std::string, Prepared, std::less<>> statements_;  // prepared statement name ->
   std::map<std::string, std::string, std::less<>> portals_;   // portal name -> statement name
+  // With [audit] parameters = true: the values bound to each portal, for its Execute record.
+  std::map<std::string, std::vector<std::optional<std::string>>, std::less<>> portal_values_;
 };
 
 }  // namespace pgmoat::proxy

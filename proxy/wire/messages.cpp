@@ -223,6 +223,61 @@ std::optional<BindNames> parse_bind_names(Bytes message) {
   return b;
 }
 
+std::optional<std::vector<std::optional<std::string>>> parse_bind_values(Bytes message) {
+  auto body = body_of(message, fe::kBind);
+  if (!body) return std::nullopt;
+  Bytes b = *body;
+  std::size_t pos = 0;
+  auto skip_cstr = [&]() {
+    while (pos < b.size() && b[pos] != 0) ++pos;
+    if (pos >= b.size()) return false;
+    ++pos;
+    return true;
+  };
+  auto u16 = [&](std::uint16_t* out) {
+    if (b.size() - pos < 2) return false;
+    *out = read_u16(b.data() + pos);
+    pos += 2;
+    return true;
+  };
+  if (!skip_cstr() || !skip_cstr()) return std::nullopt;
+  std::uint16_t nformats = 0;
+  if (!u16(&nformats)) return std::nullopt;
+  std::vector<std::uint16_t> formats(nformats);
+  for (auto& f : formats) {
+    if (!u16(&f)) return std::nullopt;
+  }
+  std::uint16_t nvalues = 0;
+  if (!u16(&nvalues)) return std::nullopt;
+  std::vector<std::optional<std::string>> out;
+  out.reserve(nvalues);
+  static const char* hex = "0123456789abcdef";
+  for (std::uint16_t i = 0; i < nvalues; ++i) {
+    if (b.size() - pos < 4) return std::nullopt;
+    std::uint32_t len = read_u32(b.data() + pos);
+    pos += 4;
+    if (len == 0xffffffffu) {
+      out.emplace_back(std::nullopt);
+      continue;
+    }
+    if (b.size() - pos < len) return std::nullopt;
+    const std::uint16_t format = nformats == 0 ? 0 : formats[nformats == 1 ? 0 : i % nformats];
+    const auto* v = b.data() + pos;
+    if (format == 0) {
+      out.emplace_back(std::string(reinterpret_cast<const char*>(v), len));
+    } else {
+      std::string h = "\\x";
+      for (std::uint32_t k = 0; k < len; ++k) {
+        h.push_back(hex[v[k] >> 4]);
+        h.push_back(hex[v[k] & 0xf]);
+      }
+      out.emplace_back(std::move(h));
+    }
+    pos += len;
+  }
+  return out;
+}
+
 std::optional<std::pair<char, std::string_view>> parse_target(Bytes message) {
   if (message.size() < 6) return std::nullopt;
   char tag = static_cast<char>(message[0]);

@@ -68,6 +68,9 @@ struct BindNames {
   std::string_view statement;
 };
 std::optional<BindNames> parse_bind_names(Bytes message);
+// Bind's parameter values as text: text-format values as they are, binary ones as "\\x<hex>",
+// SQL NULL as nullopt. nullopt when the message is malformed or incomplete.
+std::optional<std::vector<std::optional<std::string>>> parse_bind_values(Bytes message);
 // Describe/Close: 'S' or 'P' and a name. Execute: portal name.
 std::optional<std::pair<char, std::string_view>> parse_target(Bytes message);
 std::optional<std::string_view> parse_execute_portal(Bytes message);

@@ -407,3 +407,25 @@ def test_connection_records_and_failed_login(pg, pgmoat_factory):
     accepted = [r for r in recs if r["type"] == "connection_accepted"]
     # One per TCP connection: the two logins (the harness's readiness probe may add more).
     assert len(accepted) >= 2 and all(r["client_addr"] == "127.0.0.1" for r in accepted), accepted
+
+
+def test_bind_parameters_recorded_only_when_configured(pg, pgmoat_factory):
+    t = make_table(pg, "aud_params_t", rows=10)
+    p = mu.start(pgmoat_factory, audit={"parameters": True})
+    with p.endpoint.connect() as conn:
+        conn.execute(f"UPDATE {t} SET code = %s WHERE id = %s", ("secret-ish", 3))
+        conn.execute(f"UPDATE {t} SET code = %s WHERE id = %s", (None, 4))
+    recs = mu.wait_records(p, lambda rs: [r for r in rs if r["type"] == "statement"
+                                          and t in r.get("tables_written", [])] or None,
+                           what="statement records with parameters")
+    assert len(recs) == 2, recs  # one per Execute, none for the Parse
+    # psycopg sends str as text and a small int as binary int2: rendered as hex.
+    assert recs[0]["parameters"] == ["secret-ish", "\\x0003"], recs[0]
+    assert recs[1]["parameters"] == [None, "\\x0004"], recs[1]
+    q = mu.start(pgmoat_factory)  # default: parameters off
+    with q.endpoint.connect() as conn:
+        conn.execute(f"UPDATE {t} SET code = %s WHERE id = %s", ("not-recorded", 5))
+    recs = mu.wait_records(q, lambda rs: [r for r in rs if r["type"] == "statement"
+                                          and t in r.get("tables_written", [])] or None,
+                           what="statement record")
+    assert "parameters" not in recs[0] and "not-recorded" not in json.dumps(recs), recs

@@ -109,6 +109,41 @@ TEST(Parse, WrongParameterCountIsRejected) {
   EXPECT_FALSE(parse_parse(view(m)));
 }
 
+TEST(Bind, ValuesAsTextWithNullAndBinary) {
+  std::string m;
+  auto at = begin_message(m, 'B');
+  put_cstr(m, "portal1");
+  put_cstr(m, "stmt1");
+  put_u16(m, 3);  // formats: text, binary, text
+  put_u16(m, 0);
+  put_u16(m, 1);
+  put_u16(m, 0);
+  put_u16(m, 3);  // values
+  put_u32(m, 5);
+  m += "hello";
+  put_u32(m, 2);
+  m += std::string("\x01\xff", 2);
+  put_u32(m, 0xffffffffu);  // NULL
+  put_u16(m, 0);            // result formats
+  finish_message(m, at);
+  auto names = parse_bind_names(view(m));
+  ASSERT_TRUE(names);
+  EXPECT_EQ(names->portal, "portal1");
+  EXPECT_EQ(names->statement, "stmt1");
+  auto v = parse_bind_values(view(m));
+  ASSERT_TRUE(v);
+  ASSERT_EQ(v->size(), 3u);
+  EXPECT_EQ((*v)[0], "hello");
+  EXPECT_EQ((*v)[1], "\\x01ff");
+  EXPECT_EQ((*v)[2], std::nullopt);
+  // Cut inside the second value: incomplete, not a guess.
+  std::string cut = m.substr(0, 30);
+  std::string len;
+  put_u32(len, static_cast<std::uint32_t>(cut.size() - 1));
+  cut.replace(1, 4, len);
+  EXPECT_FALSE(parse_bind_values(view(cut)));
+}
+
 TEST(CommandComplete, ReadsRowCounts) {
   auto make = [](const std::string& tag) {
     std::string out;
