@@ -173,16 +173,6 @@ Args parse_args(int argc, char** argv, const std::vector<std::string_view>& with
   return a;
 }
 
-bool valid_name(std::string_view name) {
-  if (name.empty() || name.size() > 64 || name.front() == '.') return false;
-  for (char c : name) {
-    bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-' || c == '.' || c == '@';
-    if (!ok) return false;
-  }
-  return true;
-}
-
 std::string all_class_names() {
   std::string out;
   for (int i = 0; i < static_cast<int>(parser::StatementClass::kCount); ++i) {
@@ -222,7 +212,7 @@ int keygen(int argc, char** argv) {
   }
   if (!a.positional.empty()) throw UsageError("unexpected argument '" + a.positional[0] + "'");
   std::string name = a.required("name");
-  if (!valid_name(name)) {
+  if (!policy::valid_approver_name(name)) {
     throw UsageError(
         "--name must be 1-64 characters of A-Z a-z 0-9 _ - . @, not starting with '.'");
   }
@@ -287,7 +277,7 @@ int issue(int argc, char** argv) {
   TokenClaims c;
   std::string key_file = a.required("key");
   c.approver = a.one("approver").value_or(fs::path(key_file).stem().string());
-  if (!valid_name(c.approver)) {
+  if (!policy::valid_approver_name(c.approver)) {
     throw UsageError("approver name '" + c.approver +
                      "' must be 1-64 characters of A-Z a-z 0-9 _ - . @ (use --approver)");
   }

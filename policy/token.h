@@ -124,6 +124,9 @@ std::string sign_token(TokenClaims claims, const EVP_PKEY& private_key);
 // dot-separated non-empty parts, and only token characters. Says nothing about validity.
 bool looks_like_token(std::string_view text);
 
+// 1-64 characters of A-Z a-z 0-9 _ - . @, not starting with '.': approver and key names.
+bool valid_approver_name(std::string_view name);
+
 // A 16-hex-char random token id.
 std::string new_token_id();
 

@@ -104,6 +104,9 @@ std::string bio_contents(BIO* bio) {
   return std::string(data, static_cast<std::size_t>(len));
 }
 
+
+}  // namespace
+
 bool valid_approver_name(std::string_view name) {
   if (name.empty() || name.size() > 64 || name.front() == '.') return false;
   for (char c : name) {
@@ -113,8 +116,6 @@ bool valid_approver_name(std::string_view name) {
   }
   return true;
 }
-
-}  // namespace
 
 KeyPtr generate_ed25519_key() {
   EVP_PKEY* raw = EVP_PKEY_Q_keygen(nullptr, nullptr, "ED25519");

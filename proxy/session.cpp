@@ -521,45 +521,38 @@ asio::awaitable<void> Session::client_to_server() {
       break;
     }
     const auto& piece = r.piece;
-    bool terminate = false;
+    // Query, Parse and Execute are judged before they are forwarded; everything else passes.
+    std::optional<StatementGate::Verdict> verdict;
+    const char* malformed = nullptr;
     if (piece.kind == wire::Splitter::Kind::whole && piece.tag == wire::fe::kQuery) {
-      auto sql = wire::parse_query(piece.bytes);
-      if (!sql) {
-        co_await flush(*server_, out);
-        co_await fail_client("FATAL", "08P01", "pgmoat: protocol violation: malformed Query");
-        break;
-      }
-      auto verdict = co_await gate_.on_query(piece.bytes, *sql);
-      if (verdict.replace) {
-        out.add_copy(verdict.bytes);
+      if (auto sql = wire::parse_query(piece.bytes)) {
+        verdict = co_await gate_.on_query(piece.bytes, *sql);
       } else {
-        out.add(piece.bytes);
+        malformed = "Query";
       }
     } else if (piece.kind == wire::Splitter::Kind::whole && piece.tag == wire::fe::kParse) {
-      auto parse = wire::parse_parse(piece.bytes);
-      if (!parse) {
-        co_await flush(*server_, out);
-        co_await fail_client("FATAL", "08P01", "pgmoat: protocol violation: malformed Parse");
-        break;
-      }
-      auto verdict = co_await gate_.on_parse(piece.bytes, *parse);
-      if (verdict.replace) {
-        out.add_copy(verdict.bytes);
+      if (auto parse = wire::parse_parse(piece.bytes)) {
+        verdict = co_await gate_.on_parse(piece.bytes, *parse);
       } else {
-        out.add(piece.bytes);
+        malformed = "Parse";
       }
     } else if (piece.kind == wire::Splitter::Kind::whole && piece.tag == wire::fe::kExecute) {
-      auto verdict = co_await gate_.on_execute(piece.bytes);
-      if (verdict.replace) {
-        out.add_copy(verdict.bytes);
-      } else {
-        out.add(piece.bytes);
-      }
-    } else {
-      if (piece.kind != wire::Splitter::Kind::rest) gate_.on_client_message(piece.bytes);
-      out.add(piece.bytes);
-      terminate = piece.tag == wire::fe::kTerminate && piece.last;
+      verdict = co_await gate_.on_execute(piece.bytes);
+    } else if (piece.kind != wire::Splitter::Kind::rest) {
+      gate_.on_client_message(piece.bytes);
     }
+    if (malformed != nullptr) {
+      co_await flush(*server_, out);
+      co_await fail_client("FATAL", "08P01",
+                           std::string("pgmoat: protocol violation: malformed ") + malformed);
+      break;
+    }
+    if (verdict && verdict->replace) {
+      out.add_copy(verdict->bytes);
+    } else {
+      out.add(piece.bytes);
+    }
+    const bool terminate = piece.tag == wire::fe::kTerminate && piece.last;
     client_in_.consume(r.consumed);
     if (terminate) {
       co_await flush(*server_, out);

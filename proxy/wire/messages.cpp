@@ -249,6 +249,8 @@ std::optional<std::vector<std::optional<std::string>>> parse_bind_values(Bytes m
   }
   std::uint16_t nvalues = 0;
   if (!u16(&nvalues)) return std::nullopt;
+  // As in Postgres: no format codes (all text), one for all, or one per value.
+  if (nformats > 1 && nformats != nvalues) return std::nullopt;
   std::vector<std::optional<std::string>> out;
   out.reserve(nvalues);
   static const char* hex = "0123456789abcdef";
@@ -261,7 +263,7 @@ std::optional<std::vector<std::optional<std::string>>> parse_bind_values(Bytes m
       continue;
     }
     if (b.size() - pos < len) return std::nullopt;
-    const std::uint16_t format = nformats == 0 ? 0 : formats[nformats == 1 ? 0 : i % nformats];
+    const std::uint16_t format = nformats == 0 ? 0 : formats[nformats == 1 ? 0u : std::size_t{i}];
     const auto* v = b.data() + pos;
     if (format == 0) {
       out.emplace_back(std::string(reinterpret_cast<const char*>(v), len));

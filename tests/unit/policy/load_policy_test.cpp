@@ -137,6 +137,9 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(
         ErrorCase{"unknown key in rule", RULE_HEAD "classes = [\"drop\"]\nfoo = 1\n", 5,
                   "unknown key 'rules[0].foo'"},
+        // toml++ asserted on this in builds without NDEBUG instead of reporting it.
+        ErrorCase{"stray table brackets", RULE_HEAD "classes = [\"drop\"]\n[[[\n", 5,
+                  "parsing key"},
         ErrorCase{"unknown key in match",
                   RULE_HEAD "classes = [\"drop\"]\nmatch = { user = \"a\", host = \"b\" }\n", 5,
                   "unknown key 'rules[0].match.host'"},
