@@ -396,6 +396,12 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
   (void)message;
   if (auto v = handle_approval(*c, parse)) co_return std::move(*v);
 
+  // Before anything else, the fast path included: COMMIT waits for the records of its
+  // transaction's writes, and is refused if one could not be written.
+  if ((flight_->inflight > 0 || flight_->failed) && commits(*c)) {
+    if (!co_await drain() || flight_->failed) co_return refuse_commit(parse);
+  }
+
   auto snapshot = services_->policy.load();
   const policy::Policy& pol = snapshot->policy;
   const bool audit_on = static_cast<bool>(services_->audit);
@@ -409,8 +415,6 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
     }
     if (!needs_record) co_return Verdict{};
   }
-  if (flight_->inflight > 0 && commits(*c) && !co_await drain()) co_return refuse_commit(parse);
-  if (flight_->failed && commits(*c)) co_return refuse_commit(parse);
   recheck_revocation();
   // Use counts come from the shared store, so every instance sees the same number.
   if (!approvals_.empty() && approval_max_uses_) {

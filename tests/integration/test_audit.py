@@ -248,6 +248,33 @@ def test_disk_full_refuses_writes(pg, pgmoat_factory):
     assert "58030" in p.log_text() or "audit" in p.log_text().lower()
 
 
+def test_disk_full_inside_transaction_refuses_commit(pg, pgmoat_factory):
+    """Inside a transaction block a write's record is not waited for, but COMMIT is: when the
+    records could not be written, COMMIT is refused and nothing of the transaction commits."""
+    p = mu.start(pgmoat_factory)
+    t = make_table(pg, "aud_full_tx", rows=0)
+    with p.endpoint.connect() as conn:
+        _insert(conn, t, 1)
+        mu.wait_records(p, lambda rs: [r for r in rs if r["type"] == "outcome"], what="first outcome")
+        mu.prlimit_fsize(mu.pid_of(p), str(p.audit_path.stat().st_size + 100))
+        try:
+            # simple protocol (psql), then the extended protocol (psycopg)
+            r = mu.psql(p.endpoint, f"BEGIN; INSERT INTO {t} VALUES (2, 'a'); COMMIT;")
+            assert "58030" in r.stdout + r.stderr, r  # one Query: its write waits, and fails
+            r = mu.psql_script(p.endpoint, f"BEGIN;\nINSERT INTO {t} VALUES (3, 'b');\nCOMMIT;\n")
+            assert "58030" in r.stdout + r.stderr and "COMMIT refused" in r.stdout + r.stderr, r
+            conn.execute("BEGIN")
+            conn.execute(f"INSERT INTO {t} VALUES (4, 'c')")
+            with pytest.raises(psycopg.Error) as ei:
+                conn.execute("COMMIT")
+            assert ei.value.sqlstate == "58030", (ei.value.sqlstate, str(ei.value))
+            conn.rollback()
+        finally:
+            mu.prlimit_fsize(mu.pid_of(p), "unlimited")
+    assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE id IN (2, 3, 4)") == 0
+    assert mu.count(pg, f"SELECT count(*) FROM {t}") == 1
+
+
 # ------------------------------------------------------------------ crash under load
 
 def test_kill9_under_pgbench(pg, pgmoat_factory):
