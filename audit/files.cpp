@@ -5,8 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -39,8 +39,7 @@ SortKey sort_key(const std::string& full) {
   k.name = full;
   k.base = full;
   // A rotated file compressed later ("...T120000.3.gz") sorts where it was.
-  const std::string file =
-      full.ends_with(".gz") ? full.substr(0, full.size() - 3) : full;
+  const std::string file = full.ends_with(".gz") ? full.substr(0, full.size() - 3) : full;
   const std::size_t dot_n = file.rfind('.');
   if (dot_n == std::string::npos || dot_n < 16) return k;
   const std::string_view n = std::string_view(file).substr(dot_n + 1);
@@ -123,12 +122,15 @@ namespace {
 std::string read_gzip(const std::string& path) {
   std::string quoted = "'";
   for (char c : path) {
-    if (c == '\'') quoted += "'\\''";
-    else quoted += c;
+    if (c == '\'')
+      quoted += "'\\''";
+    else
+      quoted += c;
   }
   quoted += "'";
   FILE* pipe = ::popen(("gzip -dc -- " + quoted + " 2>/dev/null").c_str(), "r");
-  if (pipe == nullptr) throw std::runtime_error(path + ": cannot run gzip: " + std::strerror(errno));
+  if (pipe == nullptr)
+    throw std::runtime_error(path + ": cannot run gzip: " + std::strerror(errno));
   std::string out;
   char buf[65536];
   std::size_t n = 0;

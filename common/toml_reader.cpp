@@ -5,8 +5,7 @@
 namespace pgmoat::cfg {
 
 std::string position(const std::string& file, const toml::source_region& region) {
-  return file + ":" + std::to_string(region.begin.line) + ":" +
-         std::to_string(region.begin.column);
+  return file + ":" + std::to_string(region.begin.line) + ":" + std::to_string(region.begin.column);
 }
 
 toml::table parse_file(const std::string& path) {
@@ -42,7 +41,9 @@ void Table::fail(std::string_view key, const std::string& message) const {
   throw ConfigError(where(key) + ": " + message);
 }
 
-bool Table::has(std::string_view key) const { return table_->contains(key); }
+bool Table::has(std::string_view key) const {
+  return table_->contains(key);
+}
 
 const toml::node* Table::node(std::string_view key) {
   const toml::node* n = table_->get(key);
@@ -120,12 +121,18 @@ std::optional<std::int64_t> parse_duration_ms(std::string_view text) {
   if (ec != std::errc() || ptr == begin || value < 0) return std::nullopt;
   std::string_view unit(ptr, static_cast<std::size_t>(end - ptr));
   std::int64_t factor = 0;
-  if (unit == "ms") factor = 1;
-  else if (unit == "s" || unit.empty()) factor = 1000;
-  else if (unit == "m") factor = 60'000;
-  else if (unit == "h") factor = 3'600'000;
-  else if (unit == "d") factor = 86'400'000;
-  else return std::nullopt;
+  if (unit == "ms")
+    factor = 1;
+  else if (unit == "s" || unit.empty())
+    factor = 1000;
+  else if (unit == "m")
+    factor = 60'000;
+  else if (unit == "h")
+    factor = 3'600'000;
+  else if (unit == "d")
+    factor = 86'400'000;
+  else
+    return std::nullopt;
   if (value > INT64_MAX / factor) return std::nullopt;
   return value * factor;
 }
@@ -162,7 +169,8 @@ std::vector<Table> Table::get_table_array(std::string_view key) {
   const toml::node* n = node(key);
   if (n == nullptr) return out;
   const toml::array* arr = n->as_array();
-  if (arr == nullptr) fail(key, "'" + qualified(key) + "' must be an array of tables ([[" + qualified(key) + "]])");
+  if (arr == nullptr)
+    fail(key, "'" + qualified(key) + "' must be an array of tables ([[" + qualified(key) + "]])");
   std::size_t i = 0;
   for (const toml::node& el : *arr) {
     const toml::table* t = el.as_table();

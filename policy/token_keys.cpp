@@ -104,7 +104,6 @@ std::string bio_contents(BIO* bio) {
   return std::string(data, static_cast<std::size_t>(len));
 }
 
-
 }  // namespace
 
 bool valid_approver_name(std::string_view name) {

@@ -15,9 +15,7 @@ class Buffer {
  public:
   explicit Buffer(std::size_t initial) : data_(initial) {}
 
-  std::span<const std::uint8_t> readable() const {
-    return {data_.data() + begin_, end_ - begin_};
-  }
+  std::span<const std::uint8_t> readable() const { return {data_.data() + begin_, end_ - begin_}; }
   std::span<std::uint8_t> writable() { return {data_.data() + end_, data_.size() - end_}; }
   void commit(std::size_t n) { end_ += n; }
   void consume(std::size_t n) {

@@ -28,7 +28,7 @@ struct GateServices {
   std::atomic<std::shared_ptr<const PolicySnapshot>> policy;
   std::atomic<std::shared_ptr<const policy::TrustedKeys>> approvers;
   parser::ClassificationCache cache;
-  std::unique_ptr<policy::RevocationList> revocations;  // null: none configured
+  std::unique_ptr<policy::RevocationList> revocations;    // null: none configured
   std::unique_ptr<policy::ApprovalStore> approval_store;  // null: tokens with max_uses refused
   std::unique_ptr<audit::AuditLog> audit;                 // null: auditing off
   audit::Settings audit_settings;

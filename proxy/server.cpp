@@ -30,8 +30,8 @@ void Server::listen() {
     auto results = resolver.resolve(s.listen_host, std::to_string(s.listen_port), ec);
     if (ec || results.empty()) {
       throw std::runtime_error("cannot listen on " + s.listen_host + ":" +
-                               std::to_string(s.listen_port) + ": cannot resolve host: " +
-                               ec.message());
+                               std::to_string(s.listen_port) +
+                               ": cannot resolve host: " + ec.message());
     }
     endpoint = results.begin()->endpoint();
   } else {

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cctype>
 
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <spdlog/spdlog.h>
+#include <boost/asio/experimental/awaitable_operators.hpp>
 
 #include "proxy/tls.h"
 #include "proxy/wire/protocol.h"
@@ -111,10 +111,11 @@ asio::awaitable<void> Session::run() {
   gate_.on_session_end();
   if (!info_.user.empty()) {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - info_.started);
-    spdlog::info("session {} closed: client={}:{} user={} database={} application_name={} "
-                 "duration_ms={}",
-                 info_.id, info_.client_addr, info_.client_port, info_.user, info_.database,
-                 info_.application_name, ms.count());
+    spdlog::info(
+        "session {} closed: client={}:{} user={} database={} application_name={} "
+        "duration_ms={}",
+        info_.id, info_.client_addr, info_.client_port, info_.user, info_.database,
+        info_.application_name, ms.count());
   }
 }
 
@@ -136,8 +137,7 @@ asio::awaitable<void> Session::idle_watchdog() {
     auto deadline = last_activity_ + limit;
     if (Clock::now() >= deadline) {
       spdlog::info("session {}: idle for {} ms; closing", info_.id, limit.count());
-      co_await fail_client("FATAL", "57P05",
-                           "pgmoat: terminating connection due to idle timeout");
+      co_await fail_client("FATAL", "57P05", "pgmoat: terminating connection due to idle timeout");
       close();
       co_return;
     }
@@ -162,11 +162,12 @@ asio::awaitable<void> Session::run_inner() {
   timer_.cancel();  // ends login_timer()
   if (result == Login::done || closed_) co_return;
   gate_.on_login_complete();
-  spdlog::info("session {} connected: client={}:{} user={} database={} application_name={} "
-               "tls={} auth={} backend_pid={}",
-               info_.id, info_.client_addr, info_.client_port, info_.user, info_.database,
-               info_.application_name, info_.tls_version.empty() ? "off" : info_.tls_version,
-               info_.auth_method, info_.backend_pid);
+  spdlog::info(
+      "session {} connected: client={}:{} user={} database={} application_name={} "
+      "tls={} auth={} backend_pid={}",
+      info_.id, info_.client_addr, info_.client_port, info_.user, info_.database,
+      info_.application_name, info_.tls_version.empty() ? "off" : info_.tls_version,
+      info_.auth_method, info_.backend_pid);
   if (services_->settings.idle_timeout_ms > 0) {
     asio::co_spawn(exec, idle_watchdog(), asio::detached);
   }
@@ -175,8 +176,8 @@ asio::awaitable<void> Session::run_inner() {
 
 asio::awaitable<void> Session::fail_client(std::string_view severity, std::string_view sqlstate,
                                            const std::string& message) {
-  spdlog::warn("session {} client={}:{}: {} {}: {}", info_.id, info_.client_addr,
-               info_.client_port, severity, sqlstate, message);
+  spdlog::warn("session {} client={}:{}: {} {}: {}", info_.id, info_.client_addr, info_.client_port,
+               severity, sqlstate, message);
   if (!logged_in_) login_error_ = std::string(sqlstate) + " " + message;
   std::string msg = wire::error_response(severity, sqlstate, message);
   co_await client_.write(asio::buffer(msg));
@@ -188,9 +189,9 @@ asio::awaitable<std::optional<wire::StartupPacket>> Session::read_startup() {
     if (auto ec = co_await client_.read_exact(asio::buffer(head)); ec) co_return std::nullopt;
     std::uint32_t len = wire::read_u32(head);
     if (len < 8 || len > wire::kMaxStartupPacket) {
-      co_await fail_client("FATAL", "08P01",
-                           "pgmoat: invalid length of startup packet (" + std::to_string(len) +
-                               " bytes)");
+      co_await fail_client(
+          "FATAL", "08P01",
+          "pgmoat: invalid length of startup packet (" + std::to_string(len) + " bytes)");
       co_return std::nullopt;
     }
     std::vector<std::uint8_t> packet(len);
@@ -216,13 +217,13 @@ asio::awaitable<std::optional<wire::StartupPacket>> Session::read_startup() {
       // Bytes that arrived with the SSLRequest were sent in plaintext before the handshake:
       // a protocol violation (and the shape of CVE-2021-23214), so close.
       if (client_.socket().available() > 0) {
-        spdlog::warn("session {} client={}:{}: plaintext data after SSLRequest; closing",
-                     info_.id, info_.client_addr, info_.client_port);
+        spdlog::warn("session {} client={}:{}: plaintext data after SSLRequest; closing", info_.id,
+                     info_.client_addr, info_.client_port);
         co_return std::nullopt;
       }
       co_await client_.write(asio::buffer("S", 1));
-      if (auto ec = co_await client_.start_tls(*services_->server_tls,
-                                               asio::ssl::stream_base::server);
+      if (auto ec =
+              co_await client_.start_tls(*services_->server_tls, asio::ssl::stream_base::server);
           ec) {
         spdlog::warn("session {} client={}:{}: TLS handshake failed: {}", info_.id,
                      info_.client_addr, info_.client_port, ec.message());
@@ -242,9 +243,8 @@ asio::awaitable<std::optional<wire::StartupPacket>> Session::read_startup() {
     }
     if ((p->code >> 16) != 3) {
       co_await fail_client("FATAL", "0A000",
-                           "unsupported frontend protocol " + std::to_string(p->code >> 16) +
-                               "." + std::to_string(p->code & 0xffff) +
-                               ": pgmoat supports 3.0");
+                           "unsupported frontend protocol " + std::to_string(p->code >> 16) + "." +
+                               std::to_string(p->code & 0xffff) + ": pgmoat supports 3.0");
       co_return std::nullopt;
     }
     co_return p;
@@ -274,8 +274,8 @@ asio::awaitable<void> Session::forward_cancel(std::uint32_t pid, std::uint32_t k
   // Postgres closes the connection without answering; wait for that so the cancel is sent.
   std::uint8_t ignored[1];
   co_await sock.async_read_some(asio::buffer(ignored), kTuple);
-  spdlog::info("cancel request forwarded for backend pid {} (from {}:{})", pid,
-               info_.client_addr, info_.client_port);
+  spdlog::info("cancel request forwarded for backend pid {} (from {}:{})", pid, info_.client_addr,
+               info_.client_port);
 }
 
 asio::awaitable<Session::Login> Session::login() {
@@ -284,8 +284,7 @@ asio::awaitable<Session::Login> Session::login() {
   startup_ = std::move(*p);
   const std::string* user = startup_.get("user");
   if (user == nullptr || user->empty()) {
-    co_await fail_client("FATAL", "28000",
-                         "no PostgreSQL user name specified in startup packet");
+    co_await fail_client("FATAL", "28000", "no PostgreSQL user name specified in startup packet");
     co_return Login::done;
   }
   info_.user = *user;
@@ -317,9 +316,9 @@ asio::awaitable<bool> Session::connect_upstream() {
   auto [rec, results] =
       co_await resolver.async_resolve(s.upstream_host, std::to_string(s.upstream_port), kTuple);
   if (rec) {
-    co_await fail_client("FATAL", "08006",
-                         "pgmoat: could not resolve upstream host \"" + s.upstream_host +
-                             "\": " + rec.message());
+    co_await fail_client(
+        "FATAL", "08006",
+        "pgmoat: could not resolve upstream host \"" + s.upstream_host + "\": " + rec.message());
     co_return false;
   }
   server_ = std::make_unique<Stream>(tcp::socket(exec));
@@ -333,9 +332,9 @@ asio::awaitable<bool> Session::connect_upstream() {
     cec = std::get<0>(std::get<0>(outcome));
   }
   if (cec) {
-    co_await fail_client("FATAL", "08006",
-                         "pgmoat: could not connect to upstream server at " + where + ": " +
-                             cec.message());
+    co_await fail_client(
+        "FATAL", "08006",
+        "pgmoat: could not connect to upstream server at " + where + ": " + cec.message());
     co_return false;
   }
   ErrorCode ignored;
@@ -357,9 +356,9 @@ asio::awaitable<bool> Session::connect_upstream() {
     if (auto hec = co_await server_->start_tls(*services_->upstream_tls,
                                                asio::ssl::stream_base::client, s.upstream_host);
         hec) {
-      co_await fail_client("FATAL", "08006",
-                           "pgmoat: TLS handshake with upstream server at " + where +
-                               " failed: " + hec.message());
+      co_await fail_client(
+          "FATAL", "08006",
+          "pgmoat: TLS handshake with upstream server at " + where + " failed: " + hec.message());
       co_return false;
     }
   }
@@ -373,8 +372,8 @@ asio::awaitable<bool> Session::connect_upstream() {
 }
 
 asio::awaitable<std::optional<std::vector<std::uint8_t>>> Session::read_message(Stream& s,
-                                                                              Buffer& buf,
-                                                                              bool from_client) {
+                                                                                Buffer& buf,
+                                                                                bool from_client) {
   for (;;) {
     auto data = buf.readable();
     std::size_t need = 5;
@@ -526,13 +525,13 @@ asio::awaitable<void> Session::client_to_server() {
     const char* malformed = nullptr;
     if (piece.kind == wire::Splitter::Kind::whole && piece.tag == wire::fe::kQuery) {
       if (auto sql = wire::parse_query(piece.bytes)) {
-        verdict = co_await gate_.on_query(piece.bytes, *sql);
+        verdict = co_await gate_.on_query(*sql);
       } else {
         malformed = "Query";
       }
     } else if (piece.kind == wire::Splitter::Kind::whole && piece.tag == wire::fe::kParse) {
       if (auto parse = wire::parse_parse(piece.bytes)) {
-        verdict = co_await gate_.on_parse(piece.bytes, *parse);
+        verdict = co_await gate_.on_parse(*parse);
       } else {
         malformed = "Parse";
       }

@@ -20,7 +20,7 @@ struct SessionInfo {
   std::string database;
   std::string application_name;
   std::vector<std::pair<std::string, std::string>> startup_params;  // as forwarded
-  std::string auth_method = "trust";  // what the server asked for
+  std::string auth_method = "trust";                                // what the server asked for
   std::uint32_t backend_pid = 0;
   std::uint32_t backend_secret = 0;
   char transaction_status = 'I';

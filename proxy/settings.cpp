@@ -30,13 +30,19 @@ Settings load_settings(cfg::Table& root, const std::string& config_dir) {
     s.upstream_host = up->get_string("host", s.upstream_host);
     s.upstream_port = read_port(*up, s.upstream_port);
     if (auto mode = up->get_string("tls_mode")) {
-      if (*mode == "disable") s.upstream_tls = UpstreamTls::disable;
-      else if (*mode == "require") s.upstream_tls = UpstreamTls::require;
-      else if (*mode == "verify-ca") s.upstream_tls = UpstreamTls::verify_ca;
-      else if (*mode == "verify-full") s.upstream_tls = UpstreamTls::verify_full;
+      if (*mode == "disable")
+        s.upstream_tls = UpstreamTls::disable;
+      else if (*mode == "require")
+        s.upstream_tls = UpstreamTls::require;
+      else if (*mode == "verify-ca")
+        s.upstream_tls = UpstreamTls::verify_ca;
+      else if (*mode == "verify-full")
+        s.upstream_tls = UpstreamTls::verify_full;
       else {
-        up->fail("tls_mode", "'upstream.tls_mode' must be one of disable, require, verify-ca, "
-                             "verify-full; got \"" + *mode + "\"");
+        up->fail("tls_mode",
+                 "'upstream.tls_mode' must be one of disable, require, verify-ca, "
+                 "verify-full; got \"" +
+                     *mode + "\"");
       }
     }
     s.upstream_tls_ca_file = resolve(config_dir, up->get_string("tls_ca_file", ""));
@@ -78,8 +84,10 @@ Settings load_settings(cfg::Table& root, const std::string& config_dir) {
     bool known = false;
     for (const char* l : kLevels) known = known || s.log_level == l;
     if (!known) {
-      log->fail("level", "'log.level' must be one of trace, debug, info, warn, error, critical, "
-                         "off; got \"" + s.log_level + "\"");
+      log->fail("level",
+                "'log.level' must be one of trace, debug, info, warn, error, critical, "
+                "off; got \"" +
+                    s.log_level + "\"");
     }
     log->finish();
   }

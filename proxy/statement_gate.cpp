@@ -32,7 +32,9 @@ constexpr parser::ClassSet kReadOnly =
     parser::bit(StatementClass::transaction) | parser::bit(StatementClass::set) |
     parser::bit(StatementClass::other);
 
-std::int64_t unix_now() { return static_cast<std::int64_t>(std::time(nullptr)); }
+std::int64_t unix_now() {
+  return static_cast<std::int64_t>(std::time(nullptr));
+}
 
 std::string random_hex(std::size_t n) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -175,8 +177,7 @@ asio::awaitable<bool> StatementGate::drain() {
   co_return !flight_->failed;
 }
 
-StatementGate::Verdict StatementGate::refuse_commit(const wire::ParseMsg* parse,
-                                                    bool extended) {
+StatementGate::Verdict StatementGate::refuse_commit(const wire::ParseMsg* parse, bool extended) {
   return refuse({"58030",
                  "pgmoat: the audit trail could not record this transaction's writes; "
                  "COMMIT refused",
@@ -196,7 +197,8 @@ std::optional<std::string> StatementGate::on_startup(wire::StartupPacket& startu
     if (services_ == nullptr) return "pgmoat: approval tokens are not configured";
     auto keys = services_->approvers.load();
     auto result = policy::verify_token(token, *keys, unix_now(), services_->revocations.get());
-    if (!result.ok()) return "pgmoat: approval token in connection options refused: " + result.message;
+    if (!result.ok())
+      return "pgmoat: approval token in connection options refused: " + result.message;
     approvals_ = {policy::to_approval(*result.claims)};
     approval_max_uses_ = result.claims->max_uses;
     spdlog::info("approval token {} (approver {}) presented at connect by {}@{}", result.claims->id,
@@ -277,8 +279,8 @@ const policy::SessionContext& StatementGate::context() {
 StatementGate::Verdict StatementGate::refuse(Refusal r, const wire::ParseMsg* parse,
                                              bool extended) {
   std::string marker = marker_prefix_ + std::to_string(next_marker_++);
-  spdlog::warn("session {} {}@{} app={} client={}: {} ({})", info_.id, info_.user,
-               info_.database, info_.application_name, info_.client_addr, r.message, r.detail);
+  spdlog::warn("session {} {}@{} app={} client={}: {} ({})", info_.id, info_.user, info_.database,
+               info_.application_name, info_.client_addr, r.message, r.detail);
   refusals_.emplace(marker, std::move(r));
   Verdict v;
   v.replace = true;
@@ -310,11 +312,11 @@ std::optional<StatementGate::Verdict> StatementGate::handle_approval(
       std::string lowered(st.text);
       for (auto& ch : lowered) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
       if (lowered.find("pgmoat.approval") != std::string::npos) {
-        return refuse({"42501",
-                       "pgmoat: set_config cannot carry an approval token; use SET pgmoat.approval",
-                       "set_config would send the token to the server and its logs.",
-                       "Send SET pgmoat.approval = '<token>' as a statement of its own."},
-                      parse);
+        return refuse(
+            {"42501", "pgmoat: set_config cannot carry an approval token; use SET pgmoat.approval",
+             "set_config would send the token to the server and its logs.",
+             "Send SET pgmoat.approval = '<token>' as a statement of its own."},
+            parse);
       }
     }
   }
@@ -337,7 +339,8 @@ std::optional<StatementGate::Verdict> StatementGate::handle_approval(
     return forward("RESET pgmoat.approval_id");
   }
   auto keys = services_->approvers.load();
-  auto result = policy::verify_token(set->set_value, *keys, unix_now(), services_->revocations.get());
+  auto result =
+      policy::verify_token(set->set_value, *keys, unix_now(), services_->revocations.get());
   if (!result.ok()) {
     return refuse({"42501", "pgmoat: approval token refused: " + result.message,
                    result.claims ? "token " + result.claims->id + " by " + result.claims->approver
@@ -383,7 +386,9 @@ audit::Event StatementGate::statement_event(const parser::Statement& st, audit::
   return e;
 }
 
-std::string StatementGate::encode(const audit::Event& e) { return audit::encode(identity_, e); }
+std::string StatementGate::encode(const audit::Event& e) {
+  return audit::encode(identity_, e);
+}
 
 void StatementGate::audit_async(audit::Event e) {
   if (services_ == nullptr || !services_->audit) return;
@@ -391,9 +396,8 @@ void StatementGate::audit_async(audit::Event e) {
 }
 
 asio::awaitable<StatementGate::Verdict> StatementGate::decide(
-    std::shared_ptr<const parser::Classification> c, wire::Bytes message,
+    std::shared_ptr<const parser::Classification> c, std::string_view sql,
     const wire::ParseMsg* parse) {
-  (void)message;
   if (auto v = handle_approval(*c, parse)) co_return std::move(*v);
 
   // Before anything else, the fast path included: COMMIT waits for the records of its
@@ -448,8 +452,8 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
       if (c->statements.empty() || !c->ok) {
         audit::Event e;
         e.type = audit::EventType::kRefusal;
-        e.statement = parse != nullptr ? std::string(parse->query) : std::string();
-        e.decision = "parse_error";
+        e.statement = std::string(sql);
+        e.decision = c->ok ? "refused" : "parse_error";
         e.detail = d.message;
         records.push_back(encode(e));
       }
@@ -469,22 +473,26 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
     }
     if (a == nullptr) continue;
     if (approval_max_uses_ && !services_->approval_store) {
-      co_return refuse({"42501", "pgmoat: approval token " + id + " limits its uses, but "
-                                 "approvals.state_dir is not configured to count them",
+      co_return refuse({"42501",
+                        "pgmoat: approval token " + id +
+                            " limits its uses, but "
+                            "approvals.state_dir is not configured to count them",
                         "token " + id, "Set [approvals] state_dir in the pgmoat config."},
                        parse);
     }
     if (!services_->approval_store) continue;
     // One use per statement the token allowed; try_consume compares with the token's total.
-    const std::int64_t uses = k < d.approval_uses.size() ? std::max<std::int64_t>(1, d.approval_uses[k]) : 1;
+    const std::int64_t uses =
+        k < d.approval_uses.size() ? std::max<std::int64_t>(1, d.approval_uses[k]) : 1;
     for (std::int64_t u = 0; u < uses; ++u) {
       std::string err;
       if (!services_->approval_store->try_consume(id, approval_max_uses_, &err)) {
-        co_return refuse({"42501",
-                          err.empty() ? "pgmoat: approval token " + id + " has no uses left"
-                                      : "pgmoat: approval token " + id + " use not recorded: " + err,
-                          "token " + id + " by " + a->approver, kApprovalHint},
-                         parse);
+        co_return refuse(
+            {"42501",
+             err.empty() ? "pgmoat: approval token " + id + " has no uses left"
+                         : "pgmoat: approval token " + id + " use not recorded: " + err,
+             "token " + id + " by " + a->approver, kApprovalHint},
+            parse);
       }
     }
   }
@@ -525,7 +533,7 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
     if (!c->ok && parse == nullptr) {
       audit::Event e;
       e.type = audit::EventType::kStatement;
-      e.statement = parse != nullptr ? std::string(parse->query) : std::string();
+      e.statement = std::string(sql);
       e.decision = "allow_unparsed";
       e.detail = c->error;
       records.push_back(encode(e));
@@ -548,13 +556,12 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
   co_return Verdict{};
 }
 
-asio::awaitable<StatementGate::Verdict> StatementGate::on_query(wire::Bytes message,
-                                                               std::string_view sql) {
+asio::awaitable<StatementGate::Verdict> StatementGate::on_query(std::string_view sql) {
   if (services_ == nullptr) co_return Verdict{};
   auto c = services_->cache.get(sql);
   std::uint64_t group = next_group_++;
   groups_.push_back(group);
-  Verdict v = co_await decide(c, message, nullptr);
+  Verdict v = co_await decide(c, sql, nullptr);
   if (!v.refused) {
     for (std::size_t i = 0; i < c->statements.size(); ++i) {
       Running r{next_statement_id_++, group, is_audited(c->statements[i]), Clock::now(), nullptr};
@@ -565,12 +572,11 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_query(wire::Bytes mess
   co_return v;
 }
 
-asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(wire::Bytes message,
-                                                               const wire::ParseMsg& parse) {
+asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(const wire::ParseMsg& parse) {
   if (services_ == nullptr) co_return Verdict{};
   auto c = services_->cache.get(parse.query);
   last_approval_id_.clear();
-  Verdict v = co_await decide(c, message, &parse);
+  Verdict v = co_await decide(c, parse.query, &parse);
   Prepared p;
   p.classification = c;
   p.approval_id = last_approval_id_;

@@ -51,8 +51,8 @@ class StatementGate {
   void on_login_failed(const std::string& reason);
   void on_session_end();
 
-  boost::asio::awaitable<Verdict> on_query(wire::Bytes message, std::string_view sql);
-  boost::asio::awaitable<Verdict> on_parse(wire::Bytes message, const wire::ParseMsg& parse);
+  boost::asio::awaitable<Verdict> on_query(std::string_view sql);
+  boost::asio::awaitable<Verdict> on_parse(const wire::ParseMsg& parse);
   // Execute of a portal whose statement writes: its audit record goes to disk first.
   boost::asio::awaitable<Verdict> on_execute(wire::Bytes message);
   // Bind, Close, Sync, FunctionCall: bookkeeping only.
@@ -101,7 +101,7 @@ class StatementGate {
                                          const wire::ParseMsg* parse);
   // Decides, audits (write-ahead) and returns what to forward.
   boost::asio::awaitable<Verdict> decide(std::shared_ptr<const parser::Classification> c,
-                                         wire::Bytes message, const wire::ParseMsg* parse);
+                                         std::string_view sql, const wire::ParseMsg* parse);
   const policy::SessionContext& context();
   bool is_audited(const parser::Statement& st) const;
   audit::Event statement_event(const parser::Statement& st, audit::EventType type);
@@ -132,10 +132,10 @@ class StatementGate {
   // RESET ALL clear it.
   bool approval_local_ = false;
   bool approval_in_transaction_ = false;
-  std::string revoked_note_;
-  std::string last_approval_id_;
+  std::string revoked_note_;      // set when a held token was revoked: said in the next refusal
+  std::string last_approval_id_;  // set by decide(): the token that allowed the last statement
   // decide()'s intent events, per statement (null when not audited), for the outcome records.
-  std::vector<std::shared_ptr<const audit::Event>> decided_;  // set by decide(): the token that allowed the last statement  // set when a held token was revoked: said in the next refusal
+  std::vector<std::shared_ptr<const audit::Event>> decided_;
   std::string marker_prefix_;
   std::uint64_t next_marker_ = 1;
   std::unordered_map<std::string, Refusal> refusals_;
@@ -144,8 +144,8 @@ class StatementGate {
   std::uint64_t extended_group_ = 0;  // 0: none open since the last Sync
   std::deque<Running> running_;
   std::deque<std::uint64_t> groups_;  // one per ReadyForQuery the server owes
-  std::map<std::string, Prepared, std::less<>> statements_;  // prepared statement name ->
-  std::map<std::string, std::string, std::less<>> portals_;   // portal name -> statement name
+  std::map<std::string, Prepared, std::less<>> statements_;  // prepared statement name
+  std::map<std::string, std::string, std::less<>> portals_;  // portal name -> statement name
   // With [audit] parameters = true: the values bound to each portal, for its Execute record.
   std::map<std::string, std::vector<std::optional<std::string>>, std::less<>> portal_values_;
 };

@@ -2,10 +2,10 @@
 
 #include <stdexcept>
 
-#include <boost/asio/ssl.hpp>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <boost/asio/ssl.hpp>
 
 namespace pgmoat::proxy {
 

@@ -370,8 +370,7 @@ std::string build_sasl_mechanisms(const std::vector<std::string>& mechanisms) {
   return out;
 }
 
-std::optional<std::pair<std::string_view, std::string_view>> parse_parameter_status(
-    Bytes message) {
+std::optional<std::pair<std::string_view, std::string_view>> parse_parameter_status(Bytes message) {
   auto body = body_of(message, be::kParameterStatus);
   if (!body) return std::nullopt;
   Reader r(*body);

@@ -20,7 +20,7 @@ using Bytes = std::span<const std::uint8_t>;
 struct StartupPacket {
   std::uint32_t code = 0;  // protocol version, or one of the request codes
   std::vector<std::pair<std::string, std::string>> params;  // StartupMessage only
-  std::uint32_t cancel_pid = 0;                              // CancelRequest only
+  std::uint32_t cancel_pid = 0;                             // CancelRequest only
   std::uint32_t cancel_key = 0;
   const std::string* get(std::string_view name) const;
 };

@@ -11,11 +11,12 @@
 namespace pgmoat::wire {
 
 // Startup-phase request codes (the int32 after the length of an untagged packet).
-constexpr std::uint32_t kProtocolV3 = 196608;         // 3.0
-constexpr std::uint32_t kSslRequestCode = 80877103;   // 1234.5679
+constexpr std::uint32_t kProtocolV3 = 196608;        // 3.0
+constexpr std::uint32_t kSslRequestCode = 80877103;  // 1234.5679
 constexpr std::uint32_t kGssEncRequestCode = 80877104;
 constexpr std::uint32_t kCancelRequestCode = 80877102;
-constexpr std::size_t kMaxStartupPacket = 10000;  // same limit as postmaster (MAX_STARTUP_PACKET_LENGTH)
+constexpr std::size_t kMaxStartupPacket =
+    10000;  // same limit as postmaster (MAX_STARTUP_PACKET_LENGTH)
 
 // Frontend message tags.
 namespace fe {

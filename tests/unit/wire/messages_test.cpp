@@ -7,7 +7,9 @@
 namespace pgmoat::wire {
 namespace {
 
-Bytes view(const std::string& s) { return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()}; }
+Bytes view(const std::string& s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
 
 TEST(Startup, RoundTripsParameters) {
   StartupPacket p;
@@ -155,8 +157,8 @@ TEST(CommandComplete, ReadsRowCounts) {
   struct Case {
     std::string tag;
     std::optional<std::uint64_t> rows;
-  } cases[] = {{"DELETE 7", 7},           {"INSERT 0 1", 1},      {"UPDATE 10000", 10000},
-               {"SELECT 0", 0},           {"CREATE TABLE", {}},   {"MERGE 3", 3},
+  } cases[] = {{"DELETE 7", 7},           {"INSERT 0 1", 1},    {"UPDATE 10000", 10000},
+               {"SELECT 0", 0},           {"CREATE TABLE", {}}, {"MERGE 3", 3},
                {"COPY 1000000", 1000000}, {"DROP TABLE", {}}};
   for (const auto& c : cases) {
     std::string m = make(c.tag);

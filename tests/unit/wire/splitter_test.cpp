@@ -11,7 +11,6 @@
 namespace pgmoat::wire {
 namespace {
 
-
 std::string tagged(char tag, const std::string& body) {
   std::string out;
   out.push_back(tag);
