@@ -88,7 +88,9 @@ int run_serve(int argc, char** argv) {
     std::fprintf(stderr, "pgmoat: %s\n", e.what());
     return 1;
   }
-  return server.run();
+  int rc = server.run();
+  proxy::log_cache_stats(*services->gate);
+  return rc;
 }
 
 }  // namespace pgmoat::cli

@@ -48,6 +48,7 @@ audit::Identity make_identity(const SessionInfo& info) {
   id.listen_addr = info.listen_addr;
   id.tls_version = info.tls_version;
   id.client_cert_subject = info.tls_subject;
+  id.client_cert_fingerprint = info.tls_fingerprint;
   id.user = info.user;
   id.database = info.database;
   id.application_name = info.application_name;

@@ -63,6 +63,12 @@ void reload_gate_services(GateServices& services, const AppConfig& config) {
   if (services.audit) services.audit->rotate();
   spdlog::info("policy reloaded: {} rules, mode {}", config.policy.rules.size(),
                policy::mode_name(config.policy.mode));
+  log_cache_stats(services);
+}
+
+void log_cache_stats(const GateServices& services) {
+  spdlog::info("classification cache: {} entries, {} hits, {} misses", services.cache.entries(),
+               services.cache.hits(), services.cache.misses());
 }
 
 }  // namespace pgmoat::proxy

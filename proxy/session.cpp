@@ -231,6 +231,7 @@ asio::awaitable<std::optional<wire::StartupPacket>> Session::read_startup() {
       }
       info_.tls_version = tls_version(client_.native_ssl());
       info_.tls_subject = peer_subject(client_.native_ssl());
+      info_.tls_fingerprint = peer_fingerprint(client_.native_ssl());
       continue;
     }
     if (p->code == wire::kGssEncRequestCode) {

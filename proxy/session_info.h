@@ -14,8 +14,9 @@ struct SessionInfo {
   std::string client_addr;
   std::uint16_t client_port = 0;
   std::string listen_addr;
-  std::string tls_version;  // empty when the client did not use TLS
-  std::string tls_subject;  // client certificate subject, if one was presented
+  std::string tls_version;      // empty when the client did not use TLS
+  std::string tls_subject;      // client certificate subject, if one was presented
+  std::string tls_fingerprint;  // "sha256:<hex>" of that certificate
   std::string user;
   std::string database;
   std::string application_name;

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <boost/asio/ssl.hpp>
@@ -85,6 +86,24 @@ std::string peer_subject(SSL* ssl) {
   X509_NAME_oneline(X509_get_subject_name(cert), buf, sizeof buf);
   X509_free(cert);
   return buf;
+}
+
+std::string peer_fingerprint(SSL* ssl) {
+  if (ssl == nullptr) return {};
+  X509* cert = SSL_get1_peer_certificate(ssl);
+  if (cert == nullptr) return {};
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  const bool ok = X509_digest(cert, EVP_sha256(), md, &len) == 1;
+  X509_free(cert);
+  if (!ok) return {};
+  static const char* hex = "0123456789abcdef";
+  std::string out = "sha256:";
+  for (unsigned int i = 0; i < len; ++i) {
+    out.push_back(hex[md[i] >> 4]);
+    out.push_back(hex[md[i] & 0xf]);
+  }
+  return out;
 }
 
 }  // namespace pgmoat::proxy

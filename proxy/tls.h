@@ -18,5 +18,7 @@ std::unique_ptr<boost::asio::ssl::context> make_upstream_tls(const Settings& s);
 // "TLSv1.3" etc., and the client certificate's subject ("" when none).
 std::string tls_version(SSL* ssl);
 std::string peer_subject(SSL* ssl);
+// "sha256:<hex>" of the client certificate (DER), "" when none was presented.
+std::string peer_fingerprint(SSL* ssl);
 
 }  // namespace pgmoat::proxy

@@ -456,3 +456,45 @@ def test_bind_parameters_recorded_only_when_configured(pg, pgmoat_factory):
                                           and t in r.get("tables_written", [])] or None,
                            what="statement record")
     assert "parameters" not in recs[0] and "not-recorded" not in json.dumps(recs), recs
+
+
+def test_client_certificate_identity_and_policy(pg, pgmoat_factory, tmp_path):
+    """With [tls] client_ca_file, a client certificate's subject and fingerprint are on every
+    record, and rules can match the subject."""
+    key, csr, crt, ext = (tmp_path / n for n in ("c.key", "c.csr", "c.crt", "c.ext"))
+    ext.write_text("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n"
+                   "extendedKeyUsage=clientAuth\n")
+    run = lambda *a: subprocess.run(list(a), check=True, capture_output=True, text=True)  # noqa: E731
+    run("openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/O=ops/CN=oncall-alice",
+        "-keyout", str(key), "-out", str(csr))
+    run("openssl", "x509", "-req", "-in", str(csr), "-CA", str(pg.ca_crt), "-CAkey", str(pg.ca_key),
+        "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(crt))
+    os.chmod(key, 0o600)
+    fp = run("openssl", "x509", "-in", str(crt), "-noout", "-fingerprint", "-sha256").stdout
+    want_fp = "sha256:" + fp.split("=", 1)[1].strip().replace(":", "").lower()
+    t = make_table(pg, "aud_cert_t", rows=0)
+    extra = f'''
+[tls]
+cert_file = "{pg.proxy_crt}"
+key_file = "{pg.proxy_key}"
+client_ca_file = "{pg.ca_crt}"
+
+[[rules]]
+name = "oncall-certs-read-only"
+action = "deny"
+classes = ["insert"]
+match = {{ tls_subject = "*CN=oncall-alice*" }}
+'''
+    p = mu.start(pgmoat_factory, extra_toml=extra)
+    with_cert = {"PGSSLMODE": "require", "PGSSLCERT": str(crt), "PGSSLKEY": str(key)}
+    r = mu.psql(p.endpoint, f"INSERT INTO {t} VALUES (1, 'cert')", extra_env=with_cert)
+    assert "42501" in r.stdout + r.stderr and "oncall-certs-read-only" in r.stdout + r.stderr, r
+    r = mu.psql(p.endpoint, f"INSERT INTO {t} VALUES (2, 'no cert')",
+                extra_env={"PGSSLMODE": "require"})
+    assert r.returncode == 0, r.stderr
+    assert mu.count(pg, f"SELECT count(*) FROM {t}") == 1
+    refused = mu.wait_records(p, lambda rs: [x for x in rs if x["type"] == "refusal"] or None,
+                              what="the refusal record")
+    tls = refused[0]["tls"]
+    assert "CN=oncall-alice" in tls["subject"] and tls["fingerprint"] == want_fp, tls
+    assert tls["version"].startswith("TLS"), tls
