@@ -77,6 +77,8 @@ struct Statement {
   std::string set_value;
   bool is_reset = false;
   bool set_local = false;  // SET LOCAL: ends with the transaction
+  // PREPARE name AS ... / EXECUTE name: the SQL-level prepared statement's name.
+  std::string prepared_name;
   // Contains code that cannot be judged before it runs: a DO block (class do_block), or a
   // function/procedure body that is not fully readable -- dynamic EXECUTE of a computed string,
   // a language other than sql/plpgsql, a body that does not parse. Such a CREATE FUNCTION keeps

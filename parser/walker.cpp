@@ -702,6 +702,7 @@ void Walker::dispatch(std::string_view type, const Json& body, bool statement_le
   if (type == "PrepareStmt") {
     // PREPARE has the classes of the statement it prepares.
     set_command("PREPARE");
+    if (const Json* n = member(body, "name")) st_.prepared_name = std::string(sv(*n));
     if (const Json* q = member(body, "query")) statement(*q, {});
     return walk_members(body, {"query"});
   }
@@ -807,7 +808,11 @@ void Walker::dispatch(std::string_view type, const Json& body, bool statement_le
   std::string_view word = type.substr(0, type.size() - 4);
   set_command(upper(word));
   if (type == "ExecuteStmt") {
-    if (const Json* n = member(body, "name")) set_target(sv(*n));
+    set_command("EXECUTE");
+    if (const Json* n = member(body, "name")) {
+      set_target(sv(*n));
+      st_.prepared_name = std::string(sv(*n));
+    }
   }
   walk_members(body);
 }

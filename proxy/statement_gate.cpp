@@ -367,6 +367,32 @@ std::optional<StatementGate::Verdict> StatementGate::handle_approval(
                  result.claims->id + "'");
 }
 
+std::shared_ptr<const parser::Classification> StatementGate::resolve_execute(
+    const parser::Classification& c) {
+  if (sql_prepared_.empty()) return nullptr;
+  std::shared_ptr<parser::Classification> copy;
+  for (std::size_t i = 0; i < c.statements.size(); ++i) {
+    const auto& st = c.statements[i];
+    if (st.command != "EXECUTE" || st.prepared_name.empty()) continue;
+    auto it = sql_prepared_.find(st.prepared_name);
+    if (it == sql_prepared_.end()) continue;
+    if (!copy) copy = std::make_shared<parser::Classification>(c);
+    auto& x = copy->statements[i];
+    x.classes |= it->second.classes;
+    x.tables.insert(x.tables.end(), it->second.tables.begin(), it->second.tables.end());
+    x.functions.insert(x.functions.end(), it->second.functions.begin(), it->second.functions.end());
+    x.target = it->second.target;
+  }
+  return copy;
+}
+
+void StatementGate::remember_prepares(const parser::Classification& c) {
+  for (const auto& st : c.statements) {
+    if (st.command != "PREPARE" || st.prepared_name.empty()) continue;
+    sql_prepared_[st.prepared_name] = SqlPrepared{st.classes, st.tables, st.functions, st.target};
+  }
+}
+
 bool StatementGate::is_audited(const parser::Statement& st) const {
   if (services_->audit_settings.statements == audit::Settings::Statements::kAll) return true;
   return (st.classes & ~kReadOnly) != 0;
@@ -399,6 +425,9 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
     std::shared_ptr<const parser::Classification> c, std::string_view sql,
     const wire::ParseMsg* parse) {
   if (auto v = handle_approval(*c, parse)) co_return std::move(*v);
+  // EXECUTE of a statement prepared earlier (perhaps under an approval since ended) is judged
+  // by what it runs, not as a harmless `other`.
+  if (auto resolved = resolve_execute(*c)) c = std::move(resolved);
 
   // Before anything else, the fast path included: COMMIT waits for the records of its
   // transaction's writes, and is refused if one could not be written.
@@ -562,6 +591,7 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_query(std::string_view
   std::uint64_t group = next_group_++;
   groups_.push_back(group);
   Verdict v = co_await decide(c, sql, nullptr);
+  if (!v.refused) remember_prepares(*c);
   if (!v.refused) {
     for (std::size_t i = 0; i < c->statements.size(); ++i) {
       Running r{next_statement_id_++, group, is_audited(c->statements[i]), Clock::now(), nullptr};
@@ -577,6 +607,7 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(const wire::Pars
   auto c = services_->cache.get(parse.query);
   last_approval_id_.clear();
   Verdict v = co_await decide(c, parse.query, &parse);
+  if (!v.refused) remember_prepares(*c);
   Prepared p;
   p.classification = c;
   p.approval_id = last_approval_id_;

@@ -146,6 +146,18 @@ class StatementGate {
   std::deque<std::uint64_t> groups_;  // one per ReadyForQuery the server owes
   std::map<std::string, Prepared, std::less<>> statements_;  // prepared statement name
   std::map<std::string, std::string, std::less<>> portals_;  // portal name -> statement name
+  // SQL-level PREPARE name AS ...: what the body does, so EXECUTE name is judged like it.
+  struct SqlPrepared {
+    parser::ClassSet classes = 0;
+    std::vector<parser::TableRef> tables;
+    std::vector<std::string> functions;
+    std::string target;
+  };
+  std::map<std::string, SqlPrepared, std::less<>> sql_prepared_;
+  // A copy of `c` in which each EXECUTE of a known prepared statement carries its body's
+  // classes and tables; nullptr when there is none.
+  std::shared_ptr<const parser::Classification> resolve_execute(const parser::Classification& c);
+  void remember_prepares(const parser::Classification& c);
   // With [audit] parameters = true: the values bound to each portal, for its Execute record.
   std::map<std::string, std::vector<std::optional<std::string>>, std::less<>> portal_values_;
 };

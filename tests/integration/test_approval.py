@@ -444,3 +444,20 @@ def test_approval_ends_with_session_state(S, pg, case):
         with pytest.raises(pgerr.InsufficientPrivilege):
             conn.execute(f"DROP TABLE {t}")
     assert exists(pg, t)
+
+
+def test_sql_prepare_under_token_needs_it_again_to_execute(S, pg):
+    """A statement PREPAREd while a token was active is judged by its body when EXECUTEd:
+    once the approval has ended, EXECUTE is refused like the statement itself."""
+    t = make_table(pg, "appr_prep_t", rows=5)
+    tok = S.issue(classes="delete_without_where", extra=("--max-uses", "1"))
+    with S.ep.connect() as conn:
+        set_token(conn, tok)
+        conn.execute(f"PREPARE wipe AS DELETE FROM {t}")  # uses the token's one use
+        conn.execute("RESET pgmoat.approval")
+        with pytest.raises(pgerr.InsufficientPrivilege) as ei:
+            conn.execute("EXECUTE wipe")
+        assert "delete-without-where" in refusal_text(ei.value), refusal_text(ei.value)
+        conn.execute(f"PREPARE one AS SELECT count(*) FROM {t}")  # harmless ones still run
+        assert conn.execute("EXECUTE one").fetchone()[0] == 5
+    assert mu.count(pg, f"SELECT count(*) FROM {t}") == 5
