@@ -157,7 +157,11 @@ bool StatementGate::commits(const parser::Classification& c) {
 void StatementGate::append_pipelined(std::vector<std::string> records,
                                      const asio::any_io_executor& ex) {
   auto flight = flight_;
-  if (!flight->waiter) flight->waiter.emplace(ex);
+  if (!flight->waiter) {
+    // Never expires: drain() waits on it until the last record's callback cancels it. Set
+    // once, so that two waiters (COMMIT, and the pump holding results) never re-arm it.
+    flight->waiter.emplace(ex, asio::steady_timer::time_point::max());
+  }
   for (auto& rec : records) {
     ++flight->inflight;
     services_->audit->append(std::move(rec), [flight, ex](bool ok) {
@@ -169,9 +173,12 @@ void StatementGate::append_pipelined(std::vector<std::string> records,
   }
 }
 
+asio::awaitable<void> StatementGate::hold_results() {
+  if (flight_->inflight > 0) co_await drain();
+}
+
 asio::awaitable<bool> StatementGate::drain() {
   while (flight_->inflight > 0) {
-    flight_->waiter->expires_at(asio::steady_timer::time_point::max());
     co_await flight_->waiter->async_wait(asio::as_tuple(asio::use_awaitable));
   }
   co_return !flight_->failed;

@@ -63,6 +63,9 @@ class StatementGate {
   std::optional<std::string> on_error(const wire::ErrorFields* fields);
   void on_command_complete(wire::Bytes message);
   void on_portal_suspended();
+  // Results reach the client only once the records of the statements that produced them are
+  // on disk: the server->client pump awaits this before each flush.
+  boost::asio::awaitable<void> hold_results();
   void on_ready(char status);
 
  private:
