@@ -184,6 +184,14 @@ asio::awaitable<bool> StatementGate::drain() {
   co_return !flight_->failed;
 }
 
+StatementGate::Verdict StatementGate::refuse_unrecorded(const wire::ParseMsg* parse,
+                                                        bool extended) {
+  return refuse({"58030", "pgmoat: the audit trail cannot be written; write refused",
+                 "pgmoat records every write before forwarding it and failed to do so.",
+                 "Check the disk and permissions of the audit path; reads still work."},
+                parse, extended);
+}
+
 StatementGate::Verdict StatementGate::refuse_commit(const wire::ParseMsg* parse, bool extended) {
   return refuse({"58030",
                  "pgmoat: the audit trail could not record this transaction's writes; "
@@ -580,10 +588,7 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
     } else if (must_wait) {
       // Write-ahead: the record is on disk before the statement reaches the server.
       if (!co_await append_durably(services_->audit.get(), std::move(records))) {
-        co_return refuse({"58030", "pgmoat: the audit trail cannot be written; write refused",
-                          "pgmoat records every write before forwarding it and failed to do so.",
-                          "Check the disk and permissions of the audit path; reads still work."},
-                         parse);
+        co_return refuse_unrecorded(parse);
       }
     } else {
       for (auto& r : records) append_async(services_->audit.get(), std::move(r));
@@ -619,7 +624,6 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(const wire::Pars
   p.classification = c;
   p.approval_id = last_approval_id_;
   p.text = std::string(parse.query);
-  p.statement_count = c->statements.size();
   // A refused Parse never creates the statement: executing it runs nothing to audit.
   for (const auto& st : c->statements) p.audited = p.audited || is_audited(st);
   p.audited = !v.refused && (p.audited || !c->ok || !p.approval_id.empty());
@@ -642,16 +646,20 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_execute(wire::Bytes me
       if (sit != statements_.end() && sit->second.audited && services_->audit) {
         // Each execution of a writing prepared statement is its own audited write.
         r.audited = true;
-        const Prepared& prep = sit->second;
-        audit::Event e;
-        if (!prep.classification->statements.empty()) {
-          e = statement_event(prep.classification->statements.front(),
-                              audit::EventType::kStatement);
-        } else {
-          e.type = audit::EventType::kStatement;
-          e.statement = prep.text;  // allowed without being parsed (on_parse_error = "allow")
+        Prepared& prep = sit->second;
+        if (!prep.base_event) {
+          audit::Event base;
+          if (!prep.classification->statements.empty()) {
+            base = statement_event(prep.classification->statements.front(),
+                                   audit::EventType::kStatement);
+          } else {
+            base.type = audit::EventType::kStatement;
+            base.statement = prep.text;  // allowed unparsed (on_parse_error = "allow")
+          }
+          prep.base_event = std::make_shared<const audit::Event>(std::move(base));
         }
-        r.intent = std::make_shared<const audit::Event>(e);
+        r.intent = prep.base_event;
+        audit::Event e = *prep.base_event;
         e.statement_id = r.statement_id;
         e.decision = prep.approval_id.empty() ? "allow" : "approved";
         e.token_id = prep.approval_id;
@@ -670,10 +678,7 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_execute(wire::Bytes me
         if (pipelinable(*prep.classification)) {
           append_pipelined(std::move(records), co_await asio::this_coro::executor);
         } else if (!co_await append_durably(services_->audit.get(), std::move(records))) {
-          co_return refuse({"58030", "pgmoat: the audit trail cannot be written; write refused",
-                            "pgmoat records every write before forwarding it and failed to do so.",
-                            "Check the disk and permissions of the audit path; reads still work."},
-                           nullptr, true);
+          co_return refuse_unrecorded(nullptr, true);
         }
       }
     }

@@ -88,9 +88,11 @@ class StatementGate {
   struct Prepared {
     std::shared_ptr<const parser::Classification> classification;
     bool audited = false;
-    std::size_t statement_count = 0;
     std::string approval_id;  // the token that allowed it at Parse, for the Execute record
     std::string text;
+    // Its statement record without the per-Execute fields, built on the first Execute: the
+    // text, fingerprint (a second parse), classes and tables do not change between runs.
+    std::shared_ptr<const audit::Event> base_event;
   };
 
   // Builds the marker replacement and remembers the refusal it stands for.
@@ -122,6 +124,8 @@ class StatementGate {
   boost::asio::awaitable<bool> drain();
   static bool commits(const parser::Classification& c);
   Verdict refuse_commit(const wire::ParseMsg* parse, bool extended = false);
+  // A write whose record could not be written (fail closed).
+  Verdict refuse_unrecorded(const wire::ParseMsg* parse, bool extended = false);
 
   GateServices* services_;
   SessionInfo& info_;
