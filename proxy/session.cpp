@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <random>
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -61,6 +62,12 @@ bool auth_needs_response(std::uint32_t code) {
   }
 }
 
+// A name no client will choose for its own prepared statement.
+std::string random_suffix() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  return std::to_string(rng());
+}
+
 asio::mutable_buffer to_buffer(std::span<std::uint8_t> s) {
   return asio::buffer(s.data(), s.size());
 }
@@ -73,7 +80,9 @@ Session::Session(tcp::socket client, std::shared_ptr<Services> services, std::st
       client_in_(kInitialBuffer),
       server_in_(kInitialBuffer),
       gate_(services_->gate.get(), info_),
-      timer_(client_.socket().get_executor()) {
+      timer_(client_.socket().get_executor()),
+      guard_("pgmoat_guard_" + random_suffix()),
+      guard_signal_(client_.socket().get_executor()) {
   info_.id = services_->next_session_id.fetch_add(1);
   ErrorCode ec;
   auto remote = client_.socket().remote_endpoint(ec);
@@ -97,6 +106,7 @@ Session::~Session() {
 void Session::close() {
   closed_ = true;
   timer_.cancel();
+  guard_signal_.cancel();
   client_.close();
   if (server_) server_->close();
 }
@@ -547,10 +557,34 @@ asio::awaitable<void> Session::client_to_server() {
                            std::string("pgmoat: protocol violation: malformed ") + malformed);
       break;
     }
+    if (verdict && verdict->guard) {
+      if (!co_await flush(*server_, out)) break;
+      if (!co_await run_guard(verdict->guard, piece.bytes, piece.tag == wire::fe::kQuery)) break;
+      client_in_.consume(r.consumed);
+      continue;
+    }
     if (verdict && verdict->replace) {
       out.add_copy(verdict->bytes);
+      tracker_.sent(verdict->bytes[0]);
     } else {
       out.add(piece.bytes);
+      if (piece.kind != wire::Splitter::Kind::rest) {
+        tracker_.sent(piece.tag);
+        switch (piece.tag) {
+          case wire::fe::kParse:
+          case wire::fe::kBind:
+          case wire::fe::kDescribe:
+          case wire::fe::kExecute:
+          case wire::fe::kClose:
+            extended_open_ = true;
+            break;
+          case wire::fe::kSync:
+            extended_open_ = false;
+            break;
+          default:
+            break;
+        }
+      }
     }
     const bool terminate = piece.tag == wire::fe::kTerminate && piece.last;
     client_in_.consume(r.consumed);
@@ -566,7 +600,6 @@ asio::awaitable<void> Session::client_to_server() {
 asio::awaitable<void> Session::server_to_client() {
   wire::Splitter splitter("ZCEs", kMaxServerWhole, nullptr);
   Outbox out;
-  bool fatal_seen = false;
   for (;;) {
     auto r = splitter.next(server_in_.readable());
     if (r.status == wire::Splitter::Status::need_more) {
@@ -575,7 +608,7 @@ asio::awaitable<void> Session::server_to_client() {
       server_in_.prepare(r.need);
       auto [ec, n] = co_await server_->read_some(to_buffer(server_in_.writable()));
       if (ec) {
-        if (!closed_ && !fatal_seen && !splitter.streaming()) {
+        if (!closed_ && !fatal_seen_ && !splitter.streaming()) {
           co_await fail_client("FATAL", "08006",
                                "pgmoat: connection to the upstream server was lost");
         } else if (!closed_) {
@@ -594,47 +627,197 @@ asio::awaitable<void> Session::server_to_client() {
       break;
     }
     const auto& piece = r.piece;
-    if (piece.kind == wire::Splitter::Kind::whole) {
-      switch (piece.tag) {
-        case wire::be::kReadyForQuery:
-          if (auto st = wire::parse_ready_for_query(piece.bytes)) gate_.on_ready(*st);
-          out.add(piece.bytes);
-          break;
-        case wire::be::kPortalSuspended:
-          gate_.on_portal_suspended();
-          out.add(piece.bytes);
-          break;
-        case wire::be::kCommandComplete:
-          gate_.on_command_complete(piece.bytes);
-          out.add(piece.bytes);
-          break;
-        case wire::be::kErrorResponse: {
-          auto fields = wire::parse_error(piece.bytes);
-          if (fields) {
-            const std::string* sev = fields->get('V');
-            if (sev == nullptr) sev = fields->get('S');
-            fatal_seen = fatal_seen || (sev != nullptr && (*sev == "FATAL" || *sev == "PANIC"));
-          }
-          if (auto rewritten = gate_.on_error(fields ? &*fields : nullptr)) {
-            out.add_copy(*rewritten);
-          } else {
-            out.add(piece.bytes);
-          }
-          break;
-        }
-        default:
-          out.add(piece.bytes);
+    if (piece.kind != wire::Splitter::Kind::rest) answer_ = tracker_.on_server(piece.tag);
+    if (answer_.sender == Sender::client) {
+      if (piece.kind == wire::Splitter::Kind::whole) {
+        deliver(piece.tag, piece.bytes, out, false);
+      } else {
+        out.add(piece.bytes);
       }
     } else {
-      out.add(piece.bytes);
+      // An answer to the guard: assembled whole (the guard holds or reads it).
+      if (guard_message_.size() + piece.bytes.size() > RowGuard::kMaxHeldBytes) {
+        guard_message_oversized_ = true;
+      } else {
+        guard_message_.append(reinterpret_cast<const char*>(piece.bytes.data()),
+                              piece.bytes.size());
+      }
+      if (piece.last) {
+        if (guard_message_oversized_) {
+          guard_.note_oversized();
+        } else {
+          on_guard_message(guard_message_, out);
+        }
+        guard_message_.clear();
+        guard_message_oversized_ = false;
+      }
     }
     server_in_.consume(r.consumed);
+    if (piece.last) {
+      if (guard_.counting() && tracker_.guard_pending() == 0) guard_decide(out);
+      if (guard_waiting_ && tracker_.idle()) guard_signal();
+    }
     if (out.bytes() >= kFlushThreshold) {
       co_await gate_.hold_results();
       if (!co_await flush(client_, out)) break;
     }
   }
   close();
+}
+
+void Session::deliver(char tag, wire::Bytes bytes, Outbox& out, bool copy) {
+  auto add = [&](wire::Bytes b) {
+    if (copy) {
+      out.add_copy(b);
+    } else {
+      out.add(b);
+    }
+  };
+  switch (tag) {
+    case wire::be::kReadyForQuery:
+      if (auto st = wire::parse_ready_for_query(bytes)) gate_.on_ready(*st);
+      add(bytes);
+      break;
+    case wire::be::kPortalSuspended:
+      gate_.on_portal_suspended();
+      add(bytes);
+      break;
+    case wire::be::kCommandComplete:
+      gate_.on_command_complete(bytes);
+      add(bytes);
+      break;
+    case wire::be::kErrorResponse: {
+      auto fields = wire::parse_error(bytes);
+      if (fields) {
+        const std::string* sev = fields->get('V');
+        if (sev == nullptr) sev = fields->get('S');
+        fatal_seen_ = fatal_seen_ || (sev != nullptr && (*sev == "FATAL" || *sev == "PANIC"));
+      }
+      if (auto rewritten = gate_.on_error(fields ? &*fields : nullptr)) {
+        out.add_copy(*rewritten);
+      } else {
+        add(bytes);
+      }
+      break;
+    }
+    default:
+      add(bytes);
+  }
+}
+
+void Session::deliver_owned(const std::string& message, Outbox& out) {
+  if (message.empty()) return;
+  deliver(message[0],
+          wire::Bytes(reinterpret_cast<const std::uint8_t*>(message.data()), message.size()), out,
+          true);
+}
+
+// ---- Row guard ----------------------------------------------------------------------------
+
+void Session::guard_signal() {
+  guard_waiting_ = false;
+  guard_signal_.cancel();
+}
+
+asio::awaitable<void> Session::wait_guard_signal() {
+  guard_waiting_ = true;
+  guard_signal_.expires_at(asio::steady_timer::time_point::max());
+  co_await guard_signal_.async_wait(asio::as_tuple(asio::use_awaitable));
+}
+
+asio::awaitable<bool> Session::send_tracked(std::vector<RowGuard::Send> sends) {
+  Outbox out;
+  for (auto& s : sends) {
+    tracker_.sent_all(s.bytes, s.sender, s.step);
+    out.add_copy(s.bytes);
+  }
+  co_return co_await flush(*server_, out);
+}
+
+asio::awaitable<bool> Session::run_guard(std::shared_ptr<const GuardSpec> spec, wire::Bytes message,
+                                         bool simple) {
+  const std::string_view text(reinterpret_cast<const char*>(message.data()), message.size());
+  RowGuard::Mode mode = RowGuard::Mode::extended;
+  if (simple) {
+    // The transaction state decides how to wrap the query: wait until everything sent
+    // before it is answered (a simple-protocol client is waiting anyway).
+    while (!tracker_.idle() && !closed_) co_await wait_guard_signal();
+    if (closed_) co_return false;
+    mode = info_.transaction_status == 'T' ? RowGuard::Mode::simple_block
+                                           : RowGuard::Mode::simple_idle;
+  }
+  // In a failed transaction (or while the server skips to Sync) the statement cannot run:
+  // forward it as it is and let the server say so.
+  if (tracker_.skipping() || (simple && info_.transaction_status == 'E')) {
+    std::vector<RowGuard::Send> as_is;
+    as_is.push_back(RowGuard::Send{std::string(text), Sender::client, 0});
+    co_return co_await send_tracked(std::move(as_is));
+  }
+  if (gate_.statements_discarded() != discards_seen_) {
+    discards_seen_ = gate_.statements_discarded();
+    guard_.forget_statement();
+  }
+  auto sends = guard_.start(mode, std::move(spec), text);
+  if (!co_await send_tracked(std::move(sends))) co_return false;
+  while (guard_.counting() && !closed_) co_await wait_guard_signal();
+  if (closed_) co_return false;
+  if (!guard_final_.empty()) {
+    auto final_sends = std::move(guard_final_);
+    guard_final_.clear();
+    if (!co_await send_tracked(std::move(final_sends))) co_return false;
+  }
+  while (guard_.active() && !closed_) co_await wait_guard_signal();
+  co_return !closed_;
+}
+
+void Session::on_guard_message(std::string_view message, Outbox& out) {
+  if (auto now = guard_.on_message(answer_.sender, answer_.step, message)) {
+    deliver_owned(*now, out);
+  }
+  if (answer_.step == RowGuard::kFinal && answer_.ends && message[0] == wire::be::kReadyForQuery) {
+    for (const auto& m : guard_.on_final_ready(message)) deliver_owned(m, out);
+    guard_signal();
+  }
+}
+
+void Session::guard_decide(Outbox& out) {
+  using Result = RowGuard::Result;
+  const Result result = guard_.decide();
+  const RowGuard::Mode mode = guard_.mode();
+  const bool idle_mode = mode == RowGuard::Mode::simple_idle;
+  switch (result) {
+    case Result::pass:
+    case Result::client_failed:
+      if (result == Result::pass && guard_.rows() > guard_.spec().max_rows) {
+        gate_.record_unenforced_over(guard_);
+      }
+      if (idle_mode) {
+        guard_final_.push_back(guard_.finish_idle(result == Result::pass));
+      } else {
+        for (const auto& m : guard_.take_held()) deliver_owned(m, out);
+      }
+      break;
+    case Result::before_failed:
+      deliver_owned(guard_.error_message(), out);
+      break;
+    case Result::skipped:
+      break;
+    case Result::over:
+    case Result::count_failed:
+    case Result::too_large: {
+      const bool in_place = mode == RowGuard::Mode::extended && tracker_.skipping();
+      std::string refusal = gate_.refuse_guarded(guard_, result, in_place);
+      if (in_place) {
+        out.add_copy(refusal);
+        break;
+      }
+      if (idle_mode) guard_final_.push_back(RowGuard::discarded_rollback());
+      guard_final_.push_back(RowGuard::Send{std::move(refusal), Sender::client, 0});
+      guard_.reset();
+      break;
+    }
+  }
+  guard_signal();
 }
 
 }  // namespace pgmoat::proxy

@@ -11,6 +11,8 @@
 #include <boost/asio.hpp>
 
 #include "proxy/buffer.h"
+#include "proxy/response_tracker.h"
+#include "proxy/row_guard.h"
 #include "proxy/services.h"
 #include "proxy/session_info.h"
 #include "proxy/statement_gate.h"
@@ -46,6 +48,19 @@ class Session : public std::enable_shared_from_this<Session> {
   asio::awaitable<std::optional<std::vector<std::uint8_t>>> read_message(Stream& s, Buffer& buf,
                                                                          bool from_client);
   asio::awaitable<bool> flush(Stream& to, Outbox& out);
+  // Hands one whole server message that answers the client to the client (through the gate).
+  void deliver(char tag, wire::Bytes bytes, Outbox& out, bool copy);
+  void deliver_owned(const std::string& message, Outbox& out);
+  // Row guard (proxy/row_guard.h). Client side: runs `message` under the guard and waits for
+  // the verdict. Server side: one answer to a guard message, and the verdict once every
+  // message of the guard is answered.
+  asio::awaitable<bool> run_guard(std::shared_ptr<const GuardSpec> spec, wire::Bytes message,
+                                  bool simple);
+  void on_guard_message(std::string_view message, Outbox& out);
+  void guard_decide(Outbox& out);
+  asio::awaitable<void> wait_guard_signal();
+  void guard_signal();
+  asio::awaitable<bool> send_tracked(std::vector<RowGuard::Send> sends);
   // Sends an ErrorResponse to the client (best effort) and logs it.
   asio::awaitable<void> fail_client(std::string_view severity, std::string_view sqlstate,
                                     const std::string& message);
@@ -62,6 +77,18 @@ class Session : public std::enable_shared_from_this<Session> {
   // Login deadline, then idle deadline. close() cancels it, so a finished session is never
   // kept alive (and counted as open during a drain) by a sleeping timer.
   asio::steady_timer timer_;
+  // Which message each server answer belongs to, and the row guard's state.
+  ResponseTracker tracker_;
+  RowGuard guard_;
+  asio::steady_timer guard_signal_;
+  bool guard_waiting_ = false;
+  std::vector<RowGuard::Send> guard_final_;  // left by guard_decide() for the client pump
+  std::uint64_t discards_seen_ = 0;          // gate_.statements_discarded() at the last guard
+  bool extended_open_ = false;      // extended-protocol messages forwarded since the last Sync
+  ResponseTracker::Answer answer_;  // of the server message being read
+  std::string guard_message_;       // a guard answer being assembled from pieces
+  bool guard_message_oversized_ = false;
+  bool fatal_seen_ = false;
   bool key_registered_ = false;
   bool logged_in_ = false;
   bool closed_ = false;

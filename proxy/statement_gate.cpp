@@ -321,6 +321,9 @@ std::optional<StatementGate::Verdict> StatementGate::handle_approval(
     if ((st.is_reset && st.set_name == "all") || starts_with_word(st.text, "discard")) {
       drop_approval();  // the server-side pgmoat.approval_id goes with it
     }
+    if (starts_with_word(st.text, "discard") || starts_with_word(st.text, "deallocate")) {
+      ++discards_;
+    }
     // set_config('pgmoat.approval', ...) would carry the token to the server and its logs.
     for (const auto& f : st.functions) {
       if (f != "set_config") continue;
@@ -508,6 +511,28 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
     co_return refuse({"42501", d.message, detail, d.hint}, parse);
   }
 
+  auto guard = guard_for(c, d);
+  if (guard && c->statements.size() > 1) {
+    // The guard wraps the whole query string in its own transaction (or counts around it):
+    // transaction control or COPY inside it would end or interrupt that transaction.
+    constexpr parser::ClassSet kCannotWrap =
+        parser::bit(StatementClass::transaction) | parser::bit(StatementClass::copy_from) |
+        parser::bit(StatementClass::copy_to) | parser::bit(StatementClass::copy_program);
+    for (const auto& st : c->statements) {
+      if ((st.classes & kCannotWrap) == 0) continue;
+      co_return refuse({"42501",
+                        "pgmoat: a statement under a row limit (rule \"" + guard->rule +
+                            "\") cannot share a query string with " +
+                            (st.command.empty() ? std::string("this statement") : st.command),
+                        "pgmoat counts the rows such a statement touches inside a transaction "
+                        "of its own; transaction control and COPY in the same query string "
+                        "would end or interrupt it.",
+                        "Send the " + (st.command.empty() ? std::string("statement") : st.command) +
+                            " as a query of its own (psql -f and most drivers do so)."},
+                       parse);
+    }
+  }
+
   // Count approval uses before anything runs; a use that cannot be recorded refuses.
   for (std::size_t k = 0; k < d.approvals_used.size(); ++k) {
     const std::string& id = d.approvals_used[k];
@@ -594,7 +619,102 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
       for (auto& r : records) append_async(services_->audit.get(), std::move(r));
     }
   }
-  co_return Verdict{};
+  last_guard_ = guard;
+  Verdict v;
+  v.guard = std::move(guard);
+  co_return v;
+}
+
+std::shared_ptr<const GuardSpec> StatementGate::guard_for(
+    const std::shared_ptr<const parser::Classification>& c, const policy::Decision& d) {
+  const policy::RowLimit* tightest = nullptr;
+  std::size_t index = 0;
+  for (std::size_t i = 0; i < d.statements.size(); ++i) {
+    const auto& limit = d.statements[i].row_limit;
+    if (!limit) continue;
+    if (tightest == nullptr || limit->max_rows < tightest->max_rows ||
+        (limit->max_rows == tightest->max_rows && limit->enforce && !tightest->enforce)) {
+      tightest = &*limit;
+      index = i;
+    }
+  }
+  if (tightest == nullptr) return nullptr;
+  auto spec = std::make_shared<GuardSpec>();
+  spec->max_rows = tightest->max_rows;
+  spec->enforce = tightest->enforce;
+  spec->single_statement = c->statements.size() == 1;
+  spec->rule = tightest->rule;
+  spec->message = tightest->message;
+  spec->hint = tightest->hint;
+  spec->classification = c;
+  spec->statement = index;
+  return spec;
+}
+
+std::string StatementGate::refuse_guarded(const RowGuard& g, RowGuard::Result r, bool in_place) {
+  const GuardSpec& spec = g.spec();
+  const bool extended = g.mode() == RowGuard::Mode::extended;
+  Refusal ref;
+  std::string rows_text;
+  if (r == RowGuard::Result::over) {
+    ref.sqlstate = "42501";
+    ref.message = spec.message;
+    ref.detail = "It touched " + std::to_string(g.rows()) + " rows; the limit is " +
+                 std::to_string(spec.max_rows) + ".";
+    if (std::string b = g.breakdown(); !b.empty()) ref.detail += " Rows by table: " + b + ".";
+    ref.hint = spec.hint;
+  } else if (r == RowGuard::Result::too_large) {
+    ref.sqlstate = "54000";
+    ref.message = "pgmoat: the results of a statement under a row limit (rule \"" + spec.rule +
+                  "\") are too large to hold while its rows are counted";
+    ref.detail = "pgmoat holds at most " + std::to_string(RowGuard::kMaxHeldBytes >> 20) +
+                 " MiB of results until it knows how many rows the statement touched.";
+    ref.hint = "Send the statement without RETURNING or as a query of its own.";
+  } else {
+    ref.sqlstate = "58000";
+    ref.message = "pgmoat: could not count the rows a statement under a row limit (rule \"" +
+                  spec.rule + "\") touched; refused";
+    ref.detail = g.count_error();
+    ref.hint = "pgmoat refuses what it cannot count. Check the server log.";
+  }
+  ref.detail += g.mode() == RowGuard::Mode::simple_idle
+                    ? " Nothing was changed: pgmoat rolled the statement back before it "
+                      "could commit."
+                    : " Nothing it did can commit: the transaction it ran in is aborted.";
+  if (services_ != nullptr && services_->audit && spec.classification &&
+      spec.statement < spec.classification->statements.size()) {
+    auto e = statement_event(spec.classification->statements[spec.statement],
+                             audit::EventType::kRefusal);
+    e.decision = r == RowGuard::Result::over ? "row_limit" : "row_limit_uncounted";
+    e.rule = spec.rule;
+    if (r == RowGuard::Result::over) e.would_have_affected_rows = g.rows();
+    e.detail = ref.message + ". " + ref.detail;
+    append_async(services_->audit.get(), encode(e));
+  }
+  if (in_place) {
+    spdlog::warn("session {} {}@{}: {} ({})", info_.id, info_.user, info_.database, ref.message,
+                 ref.detail);
+    return wire::error_response("ERROR", ref.sqlstate, ref.message, ref.detail, ref.hint);
+  }
+  return refuse(std::move(ref), nullptr, extended).bytes;
+}
+
+void StatementGate::record_unenforced_over(const RowGuard& g) {
+  const GuardSpec& spec = g.spec();
+  spdlog::warn("session {} {}@{}: {} (would have been refused: {} rows, limit {})", info_.id,
+               info_.user, info_.database, spec.message, g.rows(), spec.max_rows);
+  if (services_ == nullptr || !services_->audit || !spec.classification ||
+      spec.statement >= spec.classification->statements.size()) {
+    return;
+  }
+  auto e = statement_event(spec.classification->statements[spec.statement],
+                           audit::EventType::kWouldRefuse);
+  e.decision = "would_refuse";
+  e.rule = spec.rule;
+  e.would_have_affected_rows = g.rows();
+  e.detail = spec.message + " (" + std::to_string(g.rows()) + " rows, limit " +
+             std::to_string(spec.max_rows) + "): " + g.breakdown();
+  append_async(services_->audit.get(), encode(e));
 }
 
 asio::awaitable<StatementGate::Verdict> StatementGate::on_query(std::string_view sql) {
@@ -618,12 +738,16 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(const wire::Pars
   if (services_ == nullptr) co_return Verdict{};
   auto c = services_->cache.get(parse.query);
   last_approval_id_.clear();
+  last_guard_.reset();
   Verdict v = co_await decide(c, parse.query, &parse);
   if (!v.refused) remember_prepares(*c);
   Prepared p;
   p.classification = c;
   p.approval_id = last_approval_id_;
   p.text = std::string(parse.query);
+  // The limit applies to each Execute of the statement, not to the Parse.
+  if (!v.refused) p.guard = std::move(last_guard_);
+  v.guard.reset();
   // A refused Parse never creates the statement: executing it runs nothing to audit.
   for (const auto& st : c->statements) p.audited = p.audited || is_audited(st);
   p.audited = !v.refused && (p.audited || !c->ok || !p.approval_id.empty());
@@ -684,7 +808,15 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_execute(wire::Bytes me
     }
   }
   running_.push_back(r);
-  co_return Verdict{};
+  Verdict v;
+  if (portal) {
+    if (auto pit = portals_.find(*portal); pit != portals_.end()) {
+      if (auto sit = statements_.find(pit->second); sit != statements_.end()) {
+        v.guard = sit->second.guard;
+      }
+    }
+  }
+  co_return v;
 }
 
 void StatementGate::on_client_message(wire::Bytes message) {

@@ -25,6 +25,7 @@
 #include "audit/record.h"
 #include "parser/classification.h"
 #include "policy/policy.h"
+#include "proxy/row_guard.h"
 #include "proxy/session_info.h"
 #include "proxy/wire/messages.h"
 
@@ -40,6 +41,8 @@ class StatementGate {
     bool replace = false;  // forward `bytes` instead of the original message
     bool refused = false;  // `bytes` is a refusal marker
     std::string bytes;
+    // Set when the message must run under the row guard (proxy/row_guard.h).
+    std::shared_ptr<const GuardSpec> guard;
   };
 
   // Startup: strips an approval token from `options` (-c pgmoat.approval=...). Returns a
@@ -68,6 +71,17 @@ class StatementGate {
   boost::asio::awaitable<void> hold_results();
   void on_ready(char status);
 
+  // The row guard refuses (over the limit, or it could not count): records the refusal and
+  // returns what stands for it: a marker Query (simple protocol) or Parse (extended) to send
+  // to the server, or, when `in_place`, a finished ErrorResponse for the client (the server
+  // is already skipping to Sync after a failed count).
+  std::string refuse_guarded(const RowGuard& g, RowGuard::Result r, bool in_place);
+  // How many DISCARD ALL / DEALLOCATE statements the client has sent: each may have removed
+  // the row guard's prepared count statement.
+  std::uint64_t statements_discarded() const { return discards_; }
+  // Over the limit but not enforced (log rule, monitor mode): recorded as would_refuse.
+  void record_unenforced_over(const RowGuard& g);
+
  private:
   struct Refusal {
     std::string sqlstate;
@@ -93,6 +107,7 @@ class StatementGate {
     // Its statement record without the per-Execute fields, built on the first Execute: the
     // text, fingerprint (a second parse), classes and tables do not change between runs.
     std::shared_ptr<const audit::Event> base_event;
+    std::shared_ptr<const GuardSpec> guard;  // row limit for each Execute
   };
 
   // Builds the marker replacement and remembers the refusal it stands for.
@@ -141,8 +156,13 @@ class StatementGate {
   bool approval_in_transaction_ = false;
   std::string revoked_note_;      // set when a held token was revoked: said in the next refusal
   std::string last_approval_id_;  // set by decide(): the token that allowed the last statement
+  std::shared_ptr<const GuardSpec> last_guard_;  // set by decide(), for on_parse
+  // The row limit decide() found for its statement(s), or null.
+  static std::shared_ptr<const GuardSpec> guard_for(
+      const std::shared_ptr<const parser::Classification>& c, const policy::Decision& d);
   // decide()'s intent events, per statement (null when not audited), for the outcome records.
   std::vector<std::shared_ptr<const audit::Event>> decided_;
+  std::uint64_t discards_ = 0;
   std::string marker_prefix_;
   std::uint64_t next_marker_ = 1;
   std::unordered_map<std::string, Refusal> refusals_;

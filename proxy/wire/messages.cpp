@@ -303,6 +303,66 @@ std::optional<std::string_view> parse_execute_portal(Bytes message) {
   return portal;
 }
 
+std::string build_bind(std::string_view portal, std::string_view statement) {
+  std::string out;
+  std::size_t at = begin_message(out, fe::kBind);
+  put_cstr(out, portal);
+  put_cstr(out, statement);
+  put_u16(out, 0);  // parameter formats
+  put_u16(out, 0);  // parameters
+  put_u16(out, 0);  // result formats: all text
+  finish_message(out, at);
+  return out;
+}
+
+std::string build_execute(std::string_view portal, std::uint32_t max_rows) {
+  std::string out;
+  std::size_t at = begin_message(out, fe::kExecute);
+  put_cstr(out, portal);
+  put_u32(out, max_rows);
+  finish_message(out, at);
+  return out;
+}
+
+std::string build_close(char kind, std::string_view name) {
+  std::string out;
+  std::size_t at = begin_message(out, fe::kClose);
+  out.push_back(kind);
+  put_cstr(out, name);
+  finish_message(out, at);
+  return out;
+}
+
+std::string build_sync() {
+  std::string out;
+  std::size_t at = begin_message(out, fe::kSync);
+  finish_message(out, at);
+  return out;
+}
+
+std::optional<std::vector<std::optional<std::string_view>>> parse_data_row(Bytes message) {
+  auto body = body_of(message, be::kDataRow);
+  if (!body || body->size() < 2) return std::nullopt;
+  const std::size_t count = (std::size_t{(*body)[0]} << 8) | (*body)[1];
+  std::vector<std::optional<std::string_view>> out;
+  out.reserve(count);
+  std::size_t pos = 2;
+  for (std::size_t i = 0; i < count; ++i) {
+    if (body->size() - pos < 4) return std::nullopt;
+    const std::uint32_t len = read_u32(body->data() + pos);
+    pos += 4;
+    if (len == 0xFFFFFFFFu) {
+      out.emplace_back(std::nullopt);
+      continue;
+    }
+    if (body->size() - pos < len) return std::nullopt;
+    out.emplace_back(std::string_view(reinterpret_cast<const char*>(body->data() + pos), len));
+    pos += len;
+  }
+  if (pos != body->size()) return std::nullopt;
+  return out;
+}
+
 std::optional<CommandComplete> parse_command_complete(Bytes message) {
   auto body = body_of(message, be::kCommandComplete);
   if (!body) return std::nullopt;

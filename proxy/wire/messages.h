@@ -74,6 +74,11 @@ std::optional<std::vector<std::optional<std::string>>> parse_bind_values(Bytes m
 // Describe/Close: 'S' or 'P' and a name. Execute: portal name.
 std::optional<std::pair<char, std::string_view>> parse_target(Bytes message);
 std::optional<std::string_view> parse_execute_portal(Bytes message);
+// Messages pgmoat sends on its own: Bind without parameters (text results), Execute, Close.
+std::string build_bind(std::string_view portal, std::string_view statement);
+std::string build_execute(std::string_view portal, std::uint32_t max_rows = 0);
+std::string build_close(char kind, std::string_view name);  // kind 'S' or 'P'
+std::string build_sync();
 
 // --- Backend messages pgmoat reads ---
 
@@ -82,6 +87,9 @@ struct CommandComplete {
   std::optional<std::uint64_t> rows;
 };
 std::optional<CommandComplete> parse_command_complete(Bytes message);
+
+// DataRow columns; nullopt for SQL NULL. nullopt overall when malformed.
+std::optional<std::vector<std::optional<std::string_view>>> parse_data_row(Bytes message);
 
 std::optional<char> parse_ready_for_query(Bytes message);  // 'I', 'T' or 'E'
 std::string ready_for_query(char status);

@@ -1,0 +1,123 @@
+#include "proxy/response_tracker.h"
+
+#include "proxy/wire/protocol.h"
+
+namespace pgmoat::proxy {
+
+void ResponseTracker::sent(char tag, Sender sender, std::uint32_t step) {
+  Kind kind;
+  switch (tag) {
+    case wire::fe::kQuery:
+      kind = Kind::query;
+      break;
+    case wire::fe::kFunctionCall:
+      kind = Kind::function_call;
+      break;
+    case wire::fe::kSync:
+      kind = Kind::sync;
+      break;
+    case wire::fe::kParse:
+      kind = Kind::parse;
+      break;
+    case wire::fe::kBind:
+      kind = Kind::bind;
+      break;
+    case wire::fe::kClose:
+      kind = Kind::close;
+      break;
+    case wire::fe::kDescribe:
+      kind = Kind::describe;
+      break;
+    case wire::fe::kExecute:
+      kind = Kind::execute;
+      break;
+    default:
+      return;  // Flush, CopyData, CopyDone, CopyFail, Terminate: no answer of their own
+  }
+  if (skipping_) {
+    if (kind != Kind::sync) return;  // the server will skip it without a word
+    skipping_ = false;
+  }
+  pending_.push_back({kind, sender, step});
+  if (sender != Sender::client) ++guard_pending_;
+}
+
+void ResponseTracker::sent_all(std::string_view bytes, Sender sender, std::uint32_t step) {
+  std::size_t at = 0;
+  while (bytes.size() - at >= 5) {
+    const auto* p = reinterpret_cast<const std::uint8_t*>(bytes.data() + at);
+    sent(bytes[at], sender, step);
+    at += std::size_t{wire::read_u32(p + 1)} + 1;
+  }
+}
+
+void ResponseTracker::pop_front() {
+  if (pending_.front().sender != Sender::client) --guard_pending_;
+  pending_.pop_front();
+}
+
+void ResponseTracker::skip_to_sync() {
+  while (!pending_.empty() && pending_.front().kind != Kind::sync) pop_front();
+  if (pending_.empty()) skipping_ = true;
+}
+
+ResponseTracker::Answer ResponseTracker::on_server(char tag) {
+  if (pending_.empty()) return {};  // unsolicited: a notice, a parameter change, a FATAL
+  const Entry front = pending_.front();
+  Answer a{front.sender, front.step, false};
+  // Asynchronous messages can arrive inside any answer; they end nothing.
+  if (tag == wire::be::kNoticeResponse || tag == wire::be::kParameterStatus ||
+      tag == wire::be::kNotificationResponse) {
+    return a;
+  }
+  switch (front.kind) {
+    case Kind::query:
+    case Kind::function_call:
+    case Kind::sync:
+      if (tag == wire::be::kReadyForQuery) {
+        a.ends = true;
+        pop_front();
+      }
+      return a;
+    case Kind::parse:
+      a.ends = tag == wire::be::kParseComplete;
+      break;
+    case Kind::bind:
+      a.ends = tag == wire::be::kBindComplete;
+      break;
+    case Kind::close:
+      a.ends = tag == wire::be::kCloseComplete;
+      break;
+    case Kind::describe:
+      a.ends = tag == wire::be::kRowDescription || tag == wire::be::kNoData;
+      break;
+    case Kind::execute:
+      a.ends = tag == wire::be::kCommandComplete || tag == wire::be::kEmptyQueryResponse ||
+               tag == wire::be::kPortalSuspended;
+      break;
+  }
+  if (tag == wire::be::kErrorResponse) {
+    a.ends = true;
+    pop_front();
+    skip_to_sync();
+    return a;
+  }
+  if (tag == wire::be::kReadyForQuery) {
+    // Out of step (should not happen): resynchronise on the next message answered by it.
+    while (!pending_.empty() && pending_.front().kind != Kind::query &&
+           pending_.front().kind != Kind::sync && pending_.front().kind != Kind::function_call) {
+      pop_front();
+    }
+    if (!pending_.empty()) {
+      a.sender = pending_.front().sender;
+      a.step = pending_.front().step;
+      pop_front();
+    }
+    a.ends = true;
+    return a;
+  }
+  if (a.ends) pop_front();
+  return a;
+}
+
+}  // namespace pgmoat::proxy

@@ -1,0 +1,73 @@
+// Which message the server is answering. Every message forwarded to the server that it
+// answers is recorded in order, with who sent it (the client, or pgmoat itself); every
+// message the server sends is attributed to the oldest message not yet fully answered.
+//
+// The rules are the protocol's (https://www.postgresql.org/docs/15/protocol-flow.html):
+//   Query, FunctionCall and Sync are answered up to and including ReadyForQuery;
+//   Parse by ParseComplete, Bind by BindComplete, Close by CloseComplete, Describe by
+//   RowDescription or NoData (after ParameterDescription), Execute by CommandComplete,
+//   EmptyQueryResponse or PortalSuspended (after DataRows or a COPY).
+//   An ErrorResponse to an extended-protocol message ends it, and the server then skips every
+//   message up to the next Sync without answering it.
+// Sans-io: no sockets here, so it is unit-tested on tags (tests/unit/wire).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <string_view>
+
+namespace pgmoat::proxy {
+
+enum class Sender : std::uint8_t {
+  client,    // the client's own message: its answers go to the client as they are
+  guarded,   // the client's message, run under the row guard: its answers are held
+  injected,  // a message pgmoat sent on its own: its answers never reach the client as such
+};
+
+class ResponseTracker {
+ public:
+  struct Answer {
+    Sender sender = Sender::client;
+    std::uint32_t step = 0;  // the caller's label for an injected message
+    bool ends = false;       // this server message completes the answer
+  };
+
+  // Records one message (by its tag) as sent to the server.
+  void sent(char tag, Sender sender = Sender::client, std::uint32_t step = 0);
+  // Records every message in `bytes` (whole frontend messages back to back).
+  void sent_all(std::string_view bytes, Sender sender, std::uint32_t step = 0);
+  // Attributes one server message (by its tag) and updates the record.
+  Answer on_server(char tag);
+
+  bool idle() const { return pending_.empty(); }
+  // Messages of the guard (guarded or injected) not yet answered or skipped.
+  std::size_t guard_pending() const { return guard_pending_; }
+  // The server is skipping messages until the next Sync (after an extended-protocol error).
+  bool skipping() const { return skipping_; }
+
+ private:
+  enum class Kind : std::uint8_t {
+    query,
+    function_call,
+    sync,
+    parse,
+    bind,
+    close,
+    describe,
+    execute
+  };
+  struct Entry {
+    Kind kind;
+    Sender sender;
+    std::uint32_t step;
+  };
+  void pop_front();
+  // After an ErrorResponse to an extended message: drop what the server will skip.
+  void skip_to_sync();
+
+  std::deque<Entry> pending_;
+  std::size_t guard_pending_ = 0;
+  bool skipping_ = false;
+};
+
+}  // namespace pgmoat::proxy

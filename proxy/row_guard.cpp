@@ -1,0 +1,275 @@
+#include "proxy/row_guard.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include "proxy/wire/messages.h"
+#include "proxy/wire/protocol.h"
+
+namespace pgmoat::proxy {
+
+namespace {
+
+wire::Bytes bytes_of(std::string_view s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+std::int64_t to_int(std::optional<std::string_view> v) {
+  std::int64_t out = 0;
+  if (v) std::from_chars(v->data(), v->data() + v->size(), out);
+  return out;
+}
+
+// Row counts of the statements the guard limits; other tags (INSERT, SELECT) do not count.
+std::int64_t limited_tag_rows(std::string_view msg) {
+  auto cc = wire::parse_command_complete(bytes_of(msg));
+  if (!cc || !cc->rows) return 0;
+  if (cc->tag.starts_with("DELETE") || cc->tag.starts_with("UPDATE") ||
+      cc->tag.starts_with("MERGE")) {
+    return static_cast<std::int64_t>(*cc->rows);
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::string_view RowGuard::count_sql() {
+  // pg_stat_xact_user_tables would do, but it aggregates over pg_index for every table
+  // (about 0.4 ms on a small database); this reads only the counters of user tables, whose
+  // OIDs are all at or above FirstNormalObjectId (16384), through the pg_class OID index.
+  return "SELECT pg_catalog.current_setting('track_counts'), NULL::pg_catalog.text, "
+         "NULL::pg_catalog.int8, NULL::pg_catalog.int8 "
+         "UNION ALL "
+         "SELECT NULL, pg_catalog.concat(n.nspname, '.', c.relname), "
+         "pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid), "
+         "pg_catalog.pg_stat_get_xact_tuples_updated(c.oid) "
+         "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+         "ON n.oid OPERATOR(pg_catalog.=) c.relnamespace "
+         "WHERE c.oid OPERATOR(pg_catalog.>=) 16384 AND c.relkind OPERATOR(pg_catalog.=) 'r' "
+         "AND (pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid) OPERATOR(pg_catalog.<>) 0 "
+         "OR pg_catalog.pg_stat_get_xact_tuples_updated(c.oid) OPERATOR(pg_catalog.<>) 0)";
+}
+
+std::string RowGuard::count_messages(bool sync) {
+  static constexpr std::uint8_t kNoParams[2] = {0, 0};
+  std::string out;
+  if (!statement_ready_) {
+    // Close first: the statement may be left over from a count that failed after its Parse
+    // (closing a statement that does not exist is not an error).
+    out = wire::build_close('S', name_) +
+          wire::build_parse(name_, count_sql(), wire::Bytes(kNoParams, 2));
+    statement_ready_ = true;
+  }
+  out +=
+      wire::build_bind(name_, name_) + wire::build_execute(name_) + wire::build_close('P', name_);
+  if (sync) out += wire::build_sync();
+  return out;
+}
+
+std::vector<RowGuard::Send> RowGuard::start(Mode mode, std::shared_ptr<const GuardSpec> spec,
+                                            std::string_view client_message) {
+  reset();
+  state_ = State::counting;
+  mode_ = mode;
+  spec_ = std::move(spec);
+  // Between simple Queries the counts end with their own Sync (an error in one then cannot
+  // make the server skip the client's query); inside the client's extended-protocol batch
+  // they must not, or they would end its implicit transaction.
+  const bool sync = mode != Mode::extended;
+  std::vector<Send> out;
+  if (mode == Mode::simple_idle) {
+    // The counters are not per transaction, whatever the view's name says: a backend
+    // reports them to the shared statistics at most once a second, and until then they
+    // include earlier transactions. So count before as well as after.
+    out.push_back({wire::build_query("BEGIN"), Sender::injected, kBegin});
+  }
+  out.push_back({count_messages(sync), Sender::injected, kBefore});
+  out.push_back({std::string(client_message), Sender::guarded, 0});
+  out.push_back({count_messages(sync), Sender::injected, kAfter});
+  return out;
+}
+
+void RowGuard::read_counts(std::string_view msg, Counts& into) {
+  auto cols = wire::parse_data_row(bytes_of(msg));
+  if (!cols || cols->size() != 4) {
+    count_error_ = "unexpected answer to the row count query";
+    return;
+  }
+  const auto& c = *cols;
+  if (c[0]) {
+    if (*c[0] != "on") track_counts_off_ = true;
+    return;
+  }
+  if (!c[1]) return;
+  auto& slot = into[std::string(*c[1])];
+  slot.first += to_int(c[2]);
+  slot.second += to_int(c[3]);
+}
+
+std::optional<std::string> RowGuard::on_message(Sender sender, std::uint32_t step,
+                                                std::string_view msg) {
+  if (msg.empty()) return std::nullopt;
+  const char tag = msg[0];
+  if (sender == Sender::guarded) {
+    answered_ = true;
+    if (tag == wire::be::kErrorResponse) client_error_ = true;
+    if (tag == wire::be::kCommandComplete) tag_rows_ = std::max(tag_rows_, limited_tag_rows(msg));
+    if (tag == wire::be::kDataRow) {
+      ++returned_rows_;
+      // Over the limit already: the rows will never be delivered, so stop holding them.
+      if (spec_->single_statement && spec_->enforce && returned_rows_ > spec_->max_rows) {
+        return std::nullopt;
+      }
+    }
+    if (held_bytes_ + msg.size() > kMaxHeldBytes) {
+      too_large_ = true;
+      held_.clear();
+      return std::nullopt;
+    }
+    if (too_large_) return std::nullopt;
+    held_bytes_ += msg.size();
+    held_.emplace_back(msg);
+    return std::nullopt;
+  }
+  // Injected: settings changes and notifications still belong to the client, and so does a
+  // FATAL error (the server is about to close the connection).
+  if (tag == wire::be::kParameterStatus || tag == wire::be::kNotificationResponse) {
+    return std::string(msg);
+  }
+  if (tag == wire::be::kErrorResponse) {
+    auto fields = wire::parse_error(bytes_of(msg));
+    const std::string* sev = fields ? fields->get('V') : nullptr;
+    if (fields && sev == nullptr) sev = fields->get('S');
+    if (sev != nullptr && (*sev == "FATAL" || *sev == "PANIC")) return std::string(msg);
+  }
+  switch (step) {
+    case kBefore:
+    case kAfter:
+      if (tag == wire::be::kDataRow) {
+        read_counts(msg, step == kBefore ? before_ : after_);
+      } else if (tag == wire::be::kCommandComplete) {
+        (step == kBefore ? before_read_ : after_read_) = true;
+      } else if (tag == wire::be::kErrorResponse && !error_step_) {
+        statement_ready_ = false;  // perhaps it is gone: prepare it again next time
+        error_step_ = step;
+        error_bytes_ = std::string(msg);
+        auto fields = wire::parse_error(bytes_of(msg));
+        count_error_ = fields ? fields->sqlstate() + " " + fields->message()
+                              : std::string("malformed error from the server");
+      }
+      break;
+    case kFinal:
+      if (tag == wire::be::kErrorResponse) final_error_ = std::string(msg);
+      break;
+    default:
+      break;  // kBegin, kDiscard: nothing to keep
+  }
+  return std::nullopt;
+}
+
+RowGuard::Result RowGuard::decide() {
+  const Result r = judge();
+  // Only simple_idle has more to do: its COMMIT or ROLLBACK (a refusal resets the guard).
+  state_ = mode_ == Mode::simple_idle && (r == Result::pass || r == Result::client_failed)
+               ? State::finishing
+               : State::idle;
+  return r;
+}
+
+RowGuard::Result RowGuard::judge() {
+  if (client_error_) return Result::client_failed;
+  if (!answered_) {
+    if (mode_ == Mode::extended && error_step_ == kBefore) return Result::before_failed;
+    return Result::skipped;
+  }
+  if (too_large_) return Result::too_large;
+  if (error_step_ || !count_error_.empty() || !before_read_ || !after_read_) {
+    if (count_error_.empty()) count_error_ = "the row count query did not complete";
+    return Result::count_failed;
+  }
+  if (track_counts_off_) {
+    count_error_ = "the server's track_counts setting is off, so cascaded rows cannot be seen";
+    return Result::count_failed;
+  }
+  std::int64_t total = 0;
+  for (const auto& [table, after] : after_) {
+    std::pair<std::int64_t, std::int64_t> was{0, 0};
+    if (auto it = before_.find(table); it != before_.end()) was = it->second;
+    std::pair<std::int64_t, std::int64_t> d{after.first - was.first, after.second - was.second};
+    if (d.first <= 0 && d.second <= 0) continue;
+    delta_[table] = d;
+    total += std::max<std::int64_t>(0, d.first) + std::max<std::int64_t>(0, d.second);
+  }
+  rows_ = std::max({total, tag_rows_, returned_rows_});
+  if (rows_ > spec_->max_rows && spec_->enforce) return Result::over;
+  return Result::pass;
+}
+
+std::string RowGuard::breakdown() const {
+  std::vector<std::pair<std::int64_t, std::string>> parts;
+  for (const auto& [table, d] : delta_) {
+    std::string text = table;
+    if (d.first > 0) text += " " + std::to_string(d.first) + " deleted";
+    if (d.second > 0)
+      text += std::string(d.first > 0 ? "," : "") + " " + std::to_string(d.second) + " updated";
+    parts.emplace_back(d.first + d.second, std::move(text));
+  }
+  std::sort(parts.begin(), parts.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  });
+  std::string out;
+  constexpr std::size_t kShown = 8;
+  for (std::size_t i = 0; i < parts.size() && i < kShown; ++i) {
+    if (!out.empty()) out += ", ";
+    out += parts[i].second;
+  }
+  if (parts.size() > kShown)
+    out += ", and " + std::to_string(parts.size() - kShown) + " more tables";
+  return out;
+}
+
+std::vector<std::string> RowGuard::take_held() {
+  std::vector<std::string> out = std::move(held_);
+  held_.clear();
+  held_bytes_ = 0;
+  return out;
+}
+
+RowGuard::Send RowGuard::finish_idle(bool commit) {
+  return {wire::build_query(commit ? "COMMIT" : "ROLLBACK"), Sender::injected, kFinal};
+}
+
+RowGuard::Send RowGuard::discarded_rollback() {
+  return {wire::build_query("ROLLBACK"), Sender::injected, kDiscard};
+}
+
+std::vector<std::string> RowGuard::on_final_ready(std::string_view ready) {
+  std::vector<std::string> out;
+  for (auto& m : held_) {
+    if (!m.empty() && m[0] == wire::be::kReadyForQuery) continue;
+    out.push_back(std::move(m));
+  }
+  if (!final_error_.empty()) out.push_back(final_error_);
+  out.emplace_back(ready);
+  reset();
+  return out;
+}
+
+void RowGuard::reset() {
+  state_ = State::idle;
+  spec_.reset();
+  held_.clear();
+  held_bytes_ = 0;
+  too_large_ = client_error_ = answered_ = false;
+  returned_rows_ = tag_rows_ = rows_ = 0;
+  before_.clear();
+  after_.clear();
+  delta_.clear();
+  before_read_ = after_read_ = track_counts_off_ = false;
+  error_step_.reset();
+  error_bytes_.clear();
+  count_error_.clear();
+  final_error_.clear();
+}
+
+}  // namespace pgmoat::proxy

@@ -1,0 +1,135 @@
+// Which client or pgmoat message each server message answers, on tags alone.
+#include "proxy/response_tracker.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "proxy/wire/messages.h"
+
+namespace pgmoat::proxy {
+namespace {
+
+// The senders of `tags`, one letter each: c client, g guarded, i injected; '-' when the
+// message ends nothing, upper case when it ends its answer.
+std::string attribute(ResponseTracker& t, std::string_view tags) {
+  std::string out;
+  for (char tag : tags) {
+    auto a = t.on_server(tag);
+    char c = a.sender == Sender::client ? 'c' : a.sender == Sender::guarded ? 'g' : 'i';
+    out.push_back(a.ends ? static_cast<char>(c - 'a' + 'A') : c);
+  }
+  return out;
+}
+
+TEST(ResponseTracker, SimpleQueryIsAnsweredUpToReadyForQuery) {
+  ResponseTracker t;
+  t.sent('Q');
+  t.sent('Q', Sender::injected, 1);
+  EXPECT_EQ(t.guard_pending(), 1u);
+  // RowDescription, DataRows, CommandComplete, an error: all the first Query's until Z.
+  EXPECT_EQ(attribute(t, "TDDCEZ"), "cccccC");
+  EXPECT_EQ(attribute(t, "CZ"), "iI");
+  EXPECT_TRUE(t.idle());
+  EXPECT_EQ(t.guard_pending(), 0u);
+}
+
+TEST(ResponseTracker, ExtendedMessagesEachEndWithTheirOwnAnswer) {
+  ResponseTracker t;
+  for (char c : std::string("PBDES")) t.sent(c);
+  // ParseComplete, BindComplete, RowDescription (Describe), DataRow, CommandComplete, Z.
+  EXPECT_EQ(attribute(t, "12TDCZ"), "CCCcCC");
+  EXPECT_TRUE(t.idle());
+}
+
+TEST(ResponseTracker, DescribeStatementEndsAtRowDescriptionNotParameterDescription) {
+  ResponseTracker t;
+  t.sent('D');
+  t.sent('E', Sender::guarded);
+  EXPECT_EQ(attribute(t, "tn"), "cC");
+  EXPECT_EQ(attribute(t, "DDs"), "ggG");  // PortalSuspended ends an Execute
+}
+
+TEST(ResponseTracker, ErrorInExtendedSkipsEverythingUpToSync) {
+  ResponseTracker t;
+  t.sent('B');
+  t.sent('E');
+  t.sent('P', Sender::injected, 2);
+  t.sent('E', Sender::guarded);
+  t.sent('Q');  // the server skips a Query too until Sync
+  t.sent('S');
+  EXPECT_EQ(t.guard_pending(), 2u);
+  EXPECT_EQ(attribute(t, "E"), "C");  // the Bind failed
+  EXPECT_EQ(t.guard_pending(), 0u);   // the guard's messages will never be answered
+  EXPECT_FALSE(t.skipping());         // a Sync is on its way
+  EXPECT_EQ(attribute(t, "Z"), "C");
+  EXPECT_TRUE(t.idle());
+}
+
+TEST(ResponseTracker, MessagesSentWhileTheServerSkipsAreNeverAwaited) {
+  ResponseTracker t;
+  t.sent('E');
+  EXPECT_EQ(attribute(t, "E"), "C");
+  EXPECT_TRUE(t.skipping());
+  t.sent('P', Sender::injected, 2);
+  t.sent('E', Sender::guarded);
+  EXPECT_TRUE(t.idle());
+  EXPECT_EQ(t.guard_pending(), 0u);
+  t.sent('S');
+  EXPECT_FALSE(t.skipping());
+  EXPECT_EQ(attribute(t, "Z"), "C");
+}
+
+TEST(ResponseTracker, AsynchronousMessagesEndNothing) {
+  ResponseTracker t;
+  t.sent('E', Sender::guarded);
+  EXPECT_EQ(attribute(t, "NSADC"), "ggggG");
+  // With nothing pending: a notice or a FATAL is the client's.
+  EXPECT_EQ(attribute(t, "NE"), "cc");
+}
+
+TEST(ResponseTracker, ErrorInsideAQueryDoesNotEndIt) {
+  ResponseTracker t;
+  t.sent('Q', Sender::guarded);
+  t.sent('Q', Sender::injected, 3);
+  EXPECT_EQ(attribute(t, "EZ"), "gG");
+  EXPECT_EQ(attribute(t, "EZ"), "iI");
+}
+
+TEST(ResponseTracker, CopyInsideAQueryAndAnExecute) {
+  ResponseTracker t;
+  t.sent('Q');
+  t.sent('d');  // CopyData / CopyDone from the client are not answered on their own
+  t.sent('c');
+  EXPECT_EQ(attribute(t, "GCZ"), "ccC");
+  t.sent('E');
+  t.sent('S');
+  EXPECT_EQ(attribute(t, "HddcCZ"), "ccccCC");
+}
+
+TEST(ResponseTracker, SentAllWalksBackToBackMessages) {
+  ResponseTracker t;
+  std::string bytes = wire::build_close('S', "g") + wire::build_parse("g", "SELECT 1", {}) +
+                      wire::build_bind("g", "g") + wire::build_execute("g") +
+                      wire::build_close('P', "g");
+  t.sent_all(bytes, Sender::injected, 7);
+  EXPECT_EQ(t.guard_pending(), 5u);
+  auto a = t.on_server('3');
+  EXPECT_EQ(a.step, 7u);
+  EXPECT_TRUE(a.ends);
+  EXPECT_EQ(attribute(t, "12DC3"), "IIiII");
+  EXPECT_TRUE(t.idle());
+}
+
+TEST(ResponseTracker, ReadyForQueryOutOfStepResynchronises) {
+  ResponseTracker t;
+  t.sent('P');
+  t.sent('S');
+  t.sent('Q');
+  EXPECT_EQ(attribute(t, "Z"), "C");  // ParseComplete never came: both P and S are done
+  EXPECT_EQ(attribute(t, "Z"), "C");
+  EXPECT_TRUE(t.idle());
+}
+
+}  // namespace
+}  // namespace pgmoat::proxy

@@ -1,0 +1,276 @@
+// The row guard's verdict from the server's answers, fed as protocol bytes.
+#include "proxy/row_guard.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "proxy/wire/messages.h"
+#include "proxy/wire/protocol.h"
+
+namespace pgmoat::proxy {
+namespace {
+
+using Result = RowGuard::Result;
+
+std::string data_row(const std::vector<std::optional<std::string>>& cols) {
+  std::string out;
+  std::size_t at = wire::begin_message(out, wire::be::kDataRow);
+  wire::put_u16(out, static_cast<std::uint16_t>(cols.size()));
+  for (const auto& c : cols) {
+    if (!c) {
+      wire::put_u32(out, 0xFFFFFFFFu);
+      continue;
+    }
+    wire::put_u32(out, static_cast<std::uint32_t>(c->size()));
+    out += *c;
+  }
+  wire::finish_message(out, at);
+  return out;
+}
+
+std::string complete(std::string_view tag) {
+  std::string out;
+  std::size_t at = wire::begin_message(out, wire::be::kCommandComplete);
+  wire::put_cstr(out, tag);
+  wire::finish_message(out, at);
+  return out;
+}
+
+std::string settings_row(std::string_view track_counts = "on") {
+  return data_row({std::string(track_counts), std::nullopt, std::nullopt, std::nullopt});
+}
+std::string table_row(std::string name, std::int64_t del, std::int64_t upd) {
+  return data_row({std::nullopt, std::move(name), std::to_string(del), std::to_string(upd)});
+}
+
+std::shared_ptr<GuardSpec> spec(std::int64_t max_rows, bool enforce = true) {
+  auto s = std::make_shared<GuardSpec>();
+  s->max_rows = max_rows;
+  s->enforce = enforce;
+  s->rule = "row-limit";
+  return s;
+}
+
+// Feeds one count query's answer (after the settings row, one row per table).
+void count(RowGuard& g, RowGuard::Step step,
+           const std::vector<std::tuple<std::string, std::int64_t, std::int64_t>>& tables) {
+  g.on_message(Sender::injected, step, settings_row());
+  for (const auto& [name, del, upd] : tables)
+    g.on_message(Sender::injected, step, table_row(name, del, upd));
+  g.on_message(Sender::injected, step, complete("SELECT 1"));
+  g.on_message(Sender::injected, step, wire::ready_for_query('T'));
+}
+
+TEST(RowGuard, SimpleIdleSendsBeginCountsAroundTheQuery) {
+  RowGuard g;
+  auto sends = g.start(RowGuard::Mode::simple_idle, spec(10), wire::build_query("DELETE FROM t"));
+  ASSERT_EQ(sends.size(), 4u);
+  EXPECT_EQ(sends[0].bytes, wire::build_query("BEGIN"));
+  EXPECT_EQ(sends[1].step, RowGuard::kBefore);
+  EXPECT_EQ(sends[2].sender, Sender::guarded);
+  EXPECT_EQ(sends[2].bytes, wire::build_query("DELETE FROM t"));
+  EXPECT_EQ(sends[3].step, RowGuard::kAfter);
+  EXPECT_TRUE(g.counting());
+}
+
+TEST(RowGuard, TheCountStatementIsPreparedOnceAndAgainAfterAFailure) {
+  RowGuard g("guard_x");
+  auto has_parse = [&](const RowGuard::Send& s) {
+    return s.bytes.find(std::string(RowGuard::count_sql())) != std::string::npos;
+  };
+  auto sends = g.start(RowGuard::Mode::extended, spec(5), wire::build_execute(""));
+  ASSERT_EQ(sends.size(), 3u);
+  EXPECT_TRUE(has_parse(sends[0]));
+  EXPECT_FALSE(has_parse(sends[2]));
+  // extended: no Sync of pgmoat's own inside the client's batch
+  EXPECT_EQ(sends[2].bytes.find(wire::build_sync()), std::string::npos);
+  sends = g.start(RowGuard::Mode::simple_block, spec(5), wire::build_query("..."));
+  EXPECT_FALSE(has_parse(sends[0]));
+  EXPECT_TRUE(sends[0].bytes.ends_with(wire::build_sync()));  // simple: counts end with Sync
+  g.on_message(Sender::injected, RowGuard::kBefore,
+               wire::error_response("ERROR", "26000", "prepared statement does not exist"));
+  sends = g.start(RowGuard::Mode::simple_block, spec(5), wire::build_query("..."));
+  EXPECT_TRUE(has_parse(sends[0]));
+  g.forget_statement();
+  sends = g.start(RowGuard::Mode::simple_block, spec(5), wire::build_query("..."));
+  EXPECT_TRUE(has_parse(sends[0]));
+  EXPECT_TRUE(sends[0].bytes.starts_with(wire::build_close('S', "guard_x")));
+}
+
+TEST(RowGuard, CascadedRowsCountAndRefuseOverTheLimit) {
+  RowGuard g;
+  g.start(RowGuard::Mode::simple_block, spec(1000), wire::build_query("DELETE ..."));
+  // Earlier in the transaction: 5 rows of public.other were deleted.
+  count(g, RowGuard::kBefore, {{"public.other", 5, 0}});
+  g.on_message(Sender::guarded, 0, complete("DELETE 7"));
+  g.on_message(Sender::guarded, 0, wire::ready_for_query('T'));
+  count(g, RowGuard::kAfter,
+        {{"public.other", 5, 0}, {"public.station", 7, 0}, {"public.measurement", 20000, 0}});
+  EXPECT_EQ(g.decide(), Result::over);
+  EXPECT_EQ(g.rows(), 20007);
+  EXPECT_EQ(g.breakdown(), "public.measurement 20000 deleted, public.station 7 deleted");
+  EXPECT_FALSE(g.active());
+}
+
+TEST(RowGuard, WithinTheLimitPassesAndHoldsTheAnswerInOrder) {
+  RowGuard g;
+  g.start(RowGuard::Mode::simple_block, spec(10), wire::build_query("UPDATE ..."));
+  count(g, RowGuard::kBefore, {});
+  std::vector<std::string> answer = {data_row({std::string("1")}), data_row({std::string("2")}),
+                                     complete("UPDATE 2"), wire::ready_for_query('T')};
+  for (const auto& m : answer) g.on_message(Sender::guarded, 0, m);
+  count(g, RowGuard::kAfter, {{"public.t", 0, 2}});
+  EXPECT_EQ(g.decide(), Result::pass);
+  EXPECT_EQ(g.rows(), 2);
+  EXPECT_EQ(g.take_held(), answer);
+}
+
+TEST(RowGuard, CommandCompleteRowsAreAFloorUnderTheCounters) {
+  // A foreign table's rows are not in pg_stat_xact_user_tables; the tag still counts.
+  RowGuard g;
+  g.start(RowGuard::Mode::extended, spec(3), wire::build_execute(""));
+  count(g, RowGuard::kBefore, {});
+  g.on_message(Sender::guarded, 0, complete("DELETE 4"));
+  count(g, RowGuard::kAfter, {});
+  EXPECT_EQ(g.decide(), Result::over);
+  EXPECT_EQ(g.rows(), 4);
+}
+
+TEST(RowGuard, InsertTagsDoNotCount) {
+  RowGuard g;
+  g.start(RowGuard::Mode::simple_block, spec(3), wire::build_query("..."));
+  count(g, RowGuard::kBefore, {});
+  g.on_message(Sender::guarded, 0, complete("INSERT 0 500"));
+  g.on_message(Sender::guarded, 0, complete("DELETE 1"));
+  count(g, RowGuard::kAfter, {{"public.t", 1, 0}});
+  EXPECT_EQ(g.decide(), Result::pass);
+  EXPECT_EQ(g.rows(), 1);
+}
+
+TEST(RowGuard, ReturningRowsOverTheLimitAreNotHeld) {
+  RowGuard g;
+  g.start(RowGuard::Mode::extended, spec(2), wire::build_execute(""));
+  count(g, RowGuard::kBefore, {});
+  for (int i = 0; i < 5; ++i) g.on_message(Sender::guarded, 0, data_row({std::to_string(i)}));
+  g.on_message(Sender::guarded, 0, complete("DELETE 5"));
+  count(g, RowGuard::kAfter, {{"public.t", 5, 0}});
+  EXPECT_EQ(g.decide(), Result::over);
+  // Two rows held at most, plus the CommandComplete.
+  EXPECT_EQ(g.take_held().size(), 3u);
+}
+
+TEST(RowGuard, NotEnforcedOverTheLimitPasses) {
+  RowGuard g;
+  g.start(RowGuard::Mode::simple_block, spec(1, false), wire::build_query("..."));
+  count(g, RowGuard::kBefore, {});
+  g.on_message(Sender::guarded, 0, complete("DELETE 3"));
+  count(g, RowGuard::kAfter, {{"public.t", 3, 0}});
+  EXPECT_EQ(g.decide(), Result::pass);
+  EXPECT_EQ(g.rows(), 3);
+}
+
+TEST(RowGuard, TheStatementsOwnErrorIsPassedOn) {
+  RowGuard g;
+  g.start(RowGuard::Mode::simple_idle, spec(1), wire::build_query("..."));
+  count(g, RowGuard::kBefore, {});
+  auto err = wire::error_response("ERROR", "23503", "violates foreign key");
+  g.on_message(Sender::guarded, 0, err);
+  g.on_message(Sender::guarded, 0, wire::ready_for_query('E'));
+  g.on_message(Sender::injected, RowGuard::kAfter,
+               wire::error_response("ERROR", "25P02", "current transaction is aborted"));
+  EXPECT_EQ(g.decide(), Result::client_failed);
+  EXPECT_TRUE(g.active());  // simple_idle still owes the ROLLBACK
+  auto fin = g.finish_idle(false);
+  EXPECT_EQ(fin.bytes, wire::build_query("ROLLBACK"));
+  g.on_message(Sender::injected, RowGuard::kFinal, complete("ROLLBACK"));
+  auto out = g.on_final_ready(wire::ready_for_query('I'));
+  ASSERT_EQ(out.size(), 2u);  // the error, then the ROLLBACK's ReadyForQuery, not the held 'E'
+  EXPECT_EQ(out[0], err);
+  EXPECT_EQ(out[1], wire::ready_for_query('I'));
+  EXPECT_FALSE(g.active());
+}
+
+TEST(RowGuard, ACommitErrorFollowsTheHeldAnswer) {
+  RowGuard g;
+  g.start(RowGuard::Mode::simple_idle, spec(5), wire::build_query("..."));
+  count(g, RowGuard::kBefore, {});
+  g.on_message(Sender::guarded, 0, complete("DELETE 1"));
+  g.on_message(Sender::guarded, 0, wire::ready_for_query('T'));
+  count(g, RowGuard::kAfter, {{"public.t", 1, 0}});
+  EXPECT_EQ(g.decide(), Result::pass);
+  auto err = wire::error_response("ERROR", "23503", "deferred constraint");
+  g.on_message(Sender::injected, RowGuard::kFinal, err);
+  auto out = g.on_final_ready(wire::ready_for_query('I'));
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0], complete("DELETE 1"));
+  EXPECT_EQ(out[1], err);
+  EXPECT_EQ(out[2], wire::ready_for_query('I'));
+}
+
+TEST(RowGuard, AFailedCountRefuses) {
+  RowGuard g;
+  g.start(RowGuard::Mode::simple_block, spec(5), wire::build_query("..."));
+  count(g, RowGuard::kBefore, {});
+  g.on_message(Sender::guarded, 0, complete("DELETE 1"));
+  g.on_message(
+      Sender::injected, RowGuard::kAfter,
+      wire::error_response("ERROR", "57014", "canceling statement due to statement timeout"));
+  EXPECT_EQ(g.decide(), Result::count_failed);
+  EXPECT_NE(g.count_error().find("57014"), std::string::npos);
+}
+
+TEST(RowGuard, TrackCountsOffRefuses) {
+  RowGuard g;
+  g.start(RowGuard::Mode::simple_block, spec(5), wire::build_query("..."));
+  g.on_message(Sender::injected, RowGuard::kBefore, settings_row("off"));
+  g.on_message(Sender::injected, RowGuard::kBefore, complete("SELECT 1"));
+  g.on_message(Sender::guarded, 0, complete("DELETE 1"));
+  g.on_message(Sender::injected, RowGuard::kAfter, settings_row("off"));
+  g.on_message(Sender::injected, RowGuard::kAfter, complete("SELECT 1"));
+  EXPECT_EQ(g.decide(), Result::count_failed);
+  EXPECT_NE(g.count_error().find("track_counts"), std::string::npos);
+}
+
+TEST(RowGuard, ExtendedFirstCountFailureStandsForTheStatement) {
+  RowGuard g;
+  g.start(RowGuard::Mode::extended, spec(5), wire::build_execute(""));
+  auto err = wire::error_response("ERROR", "25P02", "current transaction is aborted");
+  g.on_message(Sender::injected, RowGuard::kBefore, err);
+  EXPECT_EQ(g.decide(), Result::before_failed);
+  EXPECT_EQ(g.error_message(), err);
+}
+
+TEST(RowGuard, NothingAnsweredIsSkipped) {
+  RowGuard g;
+  g.start(RowGuard::Mode::extended, spec(5), wire::build_execute(""));
+  EXPECT_EQ(g.decide(), Result::skipped);
+  EXPECT_FALSE(g.active());
+}
+
+TEST(RowGuard, ParameterStatusAndFatalFromInjectedMessagesReachTheClient) {
+  RowGuard g;
+  g.start(RowGuard::Mode::simple_block, spec(5), wire::build_query("..."));
+  std::string ps;
+  std::size_t at = wire::begin_message(ps, wire::be::kParameterStatus);
+  wire::put_cstr(ps, "TimeZone");
+  wire::put_cstr(ps, "UTC");
+  wire::finish_message(ps, at);
+  EXPECT_EQ(g.on_message(Sender::injected, RowGuard::kBefore, ps), ps);
+  auto fatal = wire::error_response("FATAL", "57P01", "terminating connection");
+  EXPECT_EQ(g.on_message(Sender::injected, RowGuard::kBefore, fatal), fatal);
+  EXPECT_FALSE(g.on_message(Sender::injected, RowGuard::kBefore, settings_row()).has_value());
+}
+
+TEST(RowGuard, CountSqlIsSchemaQualified) {
+  // A client's search_path must not be able to replace what the count calls.
+  std::string sql(RowGuard::count_sql());
+  EXPECT_NE(sql.find("pg_catalog.pg_stat_get_xact_tuples_deleted"), std::string::npos);
+  EXPECT_NE(sql.find("pg_catalog.pg_class"), std::string::npos);
+  EXPECT_NE(sql.find("OPERATOR(pg_catalog.<>)"), std::string::npos);
+  EXPECT_EQ(sql.find(" <> "), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pgmoat::proxy
