@@ -28,6 +28,9 @@ constexpr const char* kCheckHelp =
     "\n"
     "Shows what the policy would decide for each statement, without a server: one line per\n"
     "statement (decision, classes, rule, target), then the error a refused statement gets.\n"
+    "A DELETE, UPDATE or MERGE under a row limit (a max_rows rule) shows as LIMIT <rows>: it\n"
+    "runs, pgmoat counts the rows it touches, and over the limit refuses it (a log rule or\n"
+    "monitor mode only records it).\n"
     "A whole migration file is checked at once; if any statement would be refused, pgmoat\n"
     "refuses the whole query string.\n"
     "\n"
@@ -138,6 +141,7 @@ std::string decision_label(const policy::StatementVerdict& v) {
   using policy::Action;
   if (!v.allowed) return v.action == Action::deny ? "DENY" : "NEEDS-APPROVAL";
   if (!v.approval_id.empty()) return "ALLOW(approved)";
+  if (v.row_limit && !v.would_refuse) return "LIMIT " + std::to_string(v.row_limit->max_rows);
   if (v.action == Action::log) return "ALLOW(logged)";
   if (v.would_refuse)
     return v.action == Action::deny ? "ALLOW(monitor:deny)" : "ALLOW(monitor:approval)";
@@ -167,6 +171,26 @@ std::string snippet(std::string_view text) {
     }
   }
   return out;
+}
+
+// "row limit: 1000 rows (rule row-limit, class delete); touching more when it runs is refused
+// unless ...", and for require_approval the token command.
+void print_row_limit(const policy::RowLimit& limit) {
+  using policy::Action;
+  std::string over;
+  if (!limit.enforce) {
+    over = limit.action == Action::log ? "only logged (log rule)" : "only logged (monitor mode)";
+  } else if (limit.action == Action::deny) {
+    over = "refused (deny)";
+  } else {
+    over = "refused unless the session holds an approval token for it";
+  }
+  std::printf("    row limit: %lld rows (rule %s, class %s); touching more when it runs is %s\n",
+              static_cast<long long>(limit.max_rows), limit.rule.c_str(),
+              std::string(parser::class_name(limit.limited_class)).c_str(), over.c_str());
+  if (limit.enforce && limit.action == Action::require_approval) {
+    std::printf("    HINT:   %s\n", limit.hint.c_str());
+  }
 }
 
 void print_error(const std::string& message, const std::string& detail, const std::string& hint) {
@@ -209,24 +233,38 @@ int check(const Options& o) {
     return d.allowed ? 0 : 1;
   }
   std::size_t refused = 0;
+  std::size_t limited = 0;
   for (std::size_t i = 0; i < d.statements.size(); ++i) {
     const policy::StatementVerdict& v = d.statements[i];
     const parser::Statement& st = c.statements[i];
     std::string classes = parser::class_list(v.classes);
+    // A statement only under a row limit has no deciding rule: name the limit's.
+    const bool show_limit = v.allowed && v.row_limit.has_value();
+    std::string rule = !v.rule.empty() ? v.rule : show_limit ? v.row_limit->rule : "-";
     std::printf("%zu  %-16s %-28s rule=%-24s target=%-20s %s\n", i + 1, decision_label(v).c_str(),
-                classes.empty() ? "-" : classes.c_str(), v.rule.empty() ? "-" : v.rule.c_str(),
+                classes.empty() ? "-" : classes.c_str(), rule.c_str(),
                 v.target.empty() ? "-" : v.target.c_str(), snippet(st.text).c_str());
     if (!v.approval_id.empty()) std::printf("    approval: %s\n", v.approval_id.c_str());
     if (!v.message.empty()) print_error(v.message, v.detail, v.hint);
+    if (show_limit) {
+      print_row_limit(*v.row_limit);
+      ++limited;
+    }
     if (!v.allowed) ++refused;
   }
+  std::string limits;
+  if (limited > 0) {
+    limits = "; " + std::to_string(limited) +
+             " under a row limit, checked when they run (pgmoat counts the rows they touch)";
+  }
   if (d.allowed) {
-    std::printf("%zu statement(s): all would run%s\n", d.statements.size(),
-                d.would_refuse ? " (some only because of log rules or monitor mode)" : "");
+    std::printf("%zu statement(s): all would run%s%s\n", d.statements.size(),
+                d.would_refuse ? " (some only because of log rules or monitor mode)" : "",
+                limits.c_str());
     return 0;
   }
-  std::printf("%zu statement(s): %zu would be refused, so pgmoat refuses the whole query\n",
-              d.statements.size(), refused);
+  std::printf("%zu statement(s): %zu would be refused, so pgmoat refuses the whole query%s\n",
+              d.statements.size(), refused, limits.c_str());
   if (d.first_refused && d.hint != d.statements[*d.first_refused].hint) {
     std::printf("HINT (whole query): %s\n", d.hint.c_str());
   }

@@ -72,6 +72,9 @@ ErrorText refusal_text(const parser::Statement& st, parser::StatementClass match
                        const Rule& rule, const SessionContext& ctx,
                        const std::vector<std::string>& dangerous, parser::ClassSet needed,
                        const std::vector<std::string>& approval_gaps);
+// For a statement over a max_rows rule's limit (the proxy adds the counts as DETAIL).
+ErrorText row_limit_text(const parser::Statement& st, parser::StatementClass limited,
+                         const Rule& rule, const SessionContext& ctx);
 // For a statement that could not be parsed.
 ErrorText parse_error_text(const parser::Classification& c);
 

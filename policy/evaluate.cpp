@@ -47,10 +47,81 @@ class RuleClients {
   std::vector<signed char> state_;
 };
 
-// `uses[i]`: statements of this query already allowed by (*ctx.approvals)[i].
+// A max_rows rule that decided one class of a statement.
+struct Limit {
+  const Rule* rule;
+  StatementClass cls;
+};
+
+// Approvals one statement uses: `uses[i]` counts the statements of this query that
+// (*ctx.approvals)[i] allowed so far; `used` lists the approvals this statement took a use of.
+class ApprovalUses {
+ public:
+  ApprovalUses(const SessionContext& ctx, std::vector<std::int64_t>& uses)
+      : ctx_(ctx), uses_(uses) {}
+  std::size_t size() const { return ctx_.approvals == nullptr ? 0 : ctx_.approvals->size(); }
+  const Approval& at(std::size_t i) const { return (*ctx_.approvals)[i]; }
+  // Uses of approval i by other statements of the query.
+  std::int64_t others(std::size_t i) const { return uses_[i] - (taken(i) ? 1 : 0); }
+  bool taken(std::size_t i) const { return std::find(used.begin(), used.end(), i) != used.end(); }
+  void take(std::size_t i, StatementVerdict& v) {
+    if (taken(i)) return;
+    ++uses_[i];
+    used.push_back(i);
+    if (v.approval_id.empty()) v.approval_id = at(i).id;
+  }
+  std::vector<std::size_t> used;
+  // What a token for this statement should cover: the classes that need approval and those
+  // under a row limit an approval can lift (a token for the first only would let the statement
+  // run into the limit).
+  parser::ClassSet wanted = 0;
+
+ private:
+  const SessionContext& ctx_;
+  std::vector<std::int64_t>& uses_;
+};
+
+// Sets the tightest row limit (ties: the first class) that no approval lifts. An approval
+// lifts the limit on a class it covers; an approval this statement already uses does so
+// without another use. Limits of deny rules are never lifted, and nothing is lifted (no use
+// spent) on a statement refused for another reason.
+void apply_row_limits(StatementVerdict& v, const parser::Statement& st,
+                      const std::vector<Limit>& limits, bool refused, const SessionContext& ctx,
+                      const Policy& policy, ApprovalUses& approvals) {
+  for (const auto& [rule, c] : limits) {
+    bool lifted = false;
+    if (!refused && rule->action != Action::deny) {
+      for (std::size_t i : approvals.used) {
+        if (!approval_gap(approvals.at(i), ctx, st, parser::bit(c), approvals.others(i))) {
+          lifted = true;
+          break;
+        }
+      }
+      for (std::size_t i = 0; i < approvals.size() && !lifted; ++i) {
+        if (approvals.taken(i)) continue;
+        if (approval_gap(approvals.at(i), ctx, st, parser::bit(c), approvals.others(i))) continue;
+        approvals.take(i, v);
+        lifted = true;
+      }
+    }
+    if (lifted) continue;
+    if (v.row_limit && v.row_limit->max_rows <= *rule->max_rows) continue;
+    RowLimit limit;
+    limit.max_rows = *rule->max_rows;
+    limit.rule = rule->name;
+    limit.limited_class = c;
+    limit.action = rule->action;
+    limit.enforce = rule->action != Action::log && policy.mode == Mode::enforce;
+    ErrorText text = row_limit_text(st, c, *rule, ctx);
+    limit.message = std::move(text.message);
+    limit.hint = std::move(text.hint);
+    v.row_limit = std::move(limit);
+  }
+}
+
 StatementVerdict evaluate_statement(const parser::Statement& st, const SessionContext& ctx,
                                     const Policy& policy, RuleClients& clients,
-                                    std::vector<std::int64_t>& uses) {
+                                    ApprovalUses& approvals) {
   StatementVerdict v;
   v.command = st.command;
   v.target = st.target;
@@ -63,7 +134,10 @@ StatementVerdict evaluate_statement(const parser::Statement& st, const SessionCo
   }
 
   // Each class is decided by its own first matching rule; the statement takes the worst.
+  // A max_rows rule decides its class too, but only at run time: it sets a row limit.
   const Rule* worst = nullptr;
+  std::vector<Limit> limits;
+  parser::ClassSet liftable = 0;  // limited classes an approval may lift (not deny rules)
   for (auto ci = 0u; ci < static_cast<unsigned>(StatementClass::kCount); ++ci) {
     auto c = static_cast<StatementClass>(ci);
     if (!parser::has(v.classes, c)) continue;
@@ -71,6 +145,11 @@ StatementVerdict evaluate_statement(const parser::Statement& st, const SessionCo
       const Rule& r = policy.rules[ri];
       if (!parser::has(r.classes, c) || !clients.matches(ri)) continue;
       if (!rule_tables_match(r.tables, st, parser::bit(c), bias_of(r.action))) continue;
+      if (r.max_rows) {
+        limits.push_back({&r, c});
+        if (r.action != Action::deny) liftable |= parser::bit(c);
+        break;
+      }
       if (r.action == Action::require_approval) v.approval_classes |= parser::bit(c);
       if (worst == nullptr || severity(r.action) > severity(worst->action)) {
         worst = &r;
@@ -79,34 +158,51 @@ StatementVerdict evaluate_statement(const parser::Statement& st, const SessionCo
       break;
     }
   }
-  if (worst == nullptr) return v;
-  v.action = worst->action;
-  v.rule = worst->name;
-  if (worst->action == Action::allow) return v;
 
-  std::vector<std::string> gaps;
-  if (worst->action == Action::require_approval && ctx.approvals != nullptr) {
-    for (std::size_t i = 0; i < ctx.approvals->size(); ++i) {
-      const Approval& a = (*ctx.approvals)[i];
-      auto gap = approval_gap(a, ctx, st, v.approval_classes, uses[i]);
-      if (!gap) {
-        v.approval_id = a.id;
-        ++uses[i];
-        return v;
+  approvals.wanted = v.approval_classes | liftable;
+  bool refused = false;  // by a deny rule, or by require_approval without an approval
+  if (worst != nullptr) {
+    v.action = worst->action;
+    v.rule = worst->name;
+  }
+  if (worst != nullptr && worst->action != Action::allow) {
+    bool approved = false;
+    std::vector<std::string> gaps;
+    if (worst->action == Action::require_approval) {
+      // Prefer an approval that also lifts the statement's row limits: one token, one use.
+      for (std::size_t i = 0; i < approvals.size() && liftable != 0 && !approved; ++i) {
+        if (approval_gap(approvals.at(i), ctx, st, v.approval_classes | liftable,
+                         approvals.others(i))) {
+          continue;
+        }
+        approvals.take(i, v);
+        approved = true;
       }
-      gaps.push_back(std::move(*gap));
+      for (std::size_t i = 0; i < approvals.size() && !approved; ++i) {
+        auto gap = approval_gap(approvals.at(i), ctx, st, v.approval_classes, approvals.others(i));
+        if (!gap) {
+          approvals.take(i, v);
+          approved = true;
+        } else {
+          gaps.push_back(std::move(*gap));
+        }
+      }
+    }
+    if (!approved) {
+      ErrorText text = refusal_text(st, *v.matched_class, *worst, ctx, policy.dangerous_functions,
+                                    approvals.wanted, gaps);
+      v.message = std::move(text.message);
+      v.detail = std::move(text.detail);
+      v.hint = std::move(text.hint);
+      refused = worst->action != Action::log;
+      if (worst->action == Action::log || policy.mode == Mode::monitor) {
+        v.would_refuse = true;
+      } else {
+        v.allowed = false;
+      }
     }
   }
-  ErrorText text = refusal_text(st, *v.matched_class, *worst, ctx, policy.dangerous_functions,
-                                v.approval_classes, gaps);
-  v.message = std::move(text.message);
-  v.detail = std::move(text.detail);
-  v.hint = std::move(text.hint);
-  if (worst->action == Action::log || policy.mode == Mode::monitor) {
-    v.would_refuse = true;
-  } else {
-    v.allowed = false;
-  }
+  if (!limits.empty()) apply_row_limits(v, st, limits, refused, ctx, policy, approvals);
   return v;
 }
 
@@ -130,16 +226,22 @@ Decision evaluate_impl(const parser::Classification& c, const SessionContext& ct
   RuleClients clients(policy, ctx);
   std::vector<std::int64_t> uses(ctx.approvals != nullptr ? ctx.approvals->size() : 0, 0);
   d.statements.reserve(c.statements.size());
+  std::vector<parser::ClassSet> wanted;  // per statement, for the query's approval hint
+  wanted.reserve(c.statements.size());
   std::optional<std::size_t> first_shadow;
   for (const auto& st : c.statements) {
-    StatementVerdict v = evaluate_statement(st, ctx, policy, clients, uses);
+    ApprovalUses approvals(ctx, uses);
+    StatementVerdict v = evaluate_statement(st, ctx, policy, clients, approvals);
+    wanted.push_back(approvals.wanted);
     std::size_t index = d.statements.size();
     if (!v.allowed && !d.first_refused) d.first_refused = index;
     if (v.would_refuse && !first_shadow) first_shadow = index;
-    if (!v.approval_id.empty()) {
-      auto it = std::find(d.approvals_used.begin(), d.approvals_used.end(), v.approval_id);
+    // Every approval the statement used (a second one may have lifted a row limit).
+    for (std::size_t i : approvals.used) {
+      const std::string& id = approvals.at(i).id;
+      auto it = std::find(d.approvals_used.begin(), d.approvals_used.end(), id);
       if (it == d.approvals_used.end()) {
-        d.approvals_used.push_back(v.approval_id);
+        d.approvals_used.push_back(id);
         d.approval_uses.push_back(1);
       } else {
         ++d.approval_uses[static_cast<std::size_t>(it - d.approvals_used.begin())];
@@ -160,7 +262,7 @@ Decision evaluate_impl(const parser::Classification& c, const SessionContext& ct
       ApprovalRequest request;
       for (std::size_t i = 0; i < d.statements.size(); ++i) {
         if (d.statements[i].action != Action::require_approval) continue;
-        request.add(c.statements[i], d.statements[i].approval_classes);
+        request.add(c.statements[i], wanted[i]);
       }
       d.hint = request.hint(ctx);
     }

@@ -77,6 +77,11 @@ void check_row_limits(cfg::Table& t, const Rule& r) {
       parser::bit(StatementClass::delete_) | parser::bit(StatementClass::update) |
       parser::bit(StatementClass::merge) | parser::bit(StatementClass::delete_without_where) |
       parser::bit(StatementClass::update_without_where);
+  if (r.action == Action::allow) {
+    t.fail("max_rows", "'" + t.path() +
+                           ".max_rows' needs action require_approval, deny or log: the action "
+                           "applies to statements over the limit");
+  }
   if ((r.classes & ~kRowClasses) != 0) {
     t.fail("max_rows", "'" + t.path() +
                            ".max_rows' is only valid for rules whose classes are all among "

@@ -78,6 +78,25 @@ ErrorText refusal_text(const parser::Statement& st, StatementClass matched, cons
   return out;
 }
 
+ErrorText row_limit_text(const parser::Statement& st, StatementClass limited, const Rule& rule,
+                         const SessionContext& ctx) {
+  ErrorText out;
+  out.message = "pgmoat: " + (st.command.empty() ? std::string("statement") : st.command) +
+                (st.target.empty() ? std::string() : " on " + st.target) +
+                " touched more rows than rule \"" + rule.name + "\" allows";
+  if (!rule.message.empty()) out.message += ": " + rule.message;
+  if (rule.action == Action::deny) {
+    out.hint =
+        "Over this limit the statement is denied by policy; no approval token can allow it. "
+        "Touch fewer rows per statement, or change the policy.";
+  } else {
+    ApprovalRequest request;
+    request.add(st, parser::bit(limited));
+    out.hint = request.hint(ctx);
+  }
+  return out;
+}
+
 ErrorText parse_error_text(const parser::Classification& c) {
   ErrorText out;
   out.message = "pgmoat: statement could not be parsed (" +

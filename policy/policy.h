@@ -13,6 +13,12 @@
 //   3. require_approval is lifted when one session approval covers every class that needed
 //      it (and the tables, database, user, client, expiry and uses).
 //   4. Monitor mode turns refusals into allows flagged would_refuse.
+//   5. A rule with max_rows that decides a class does not refuse up front and does not take
+//      part in step 2: the statement gets a RowLimit (the smallest when several classes are
+//      limited) and the proxy refuses it at run time when it touched more rows. An approval
+//      covering the class lifts the limit, for one use per statement (none extra when the
+//      approval that lifted require_approval covers it too). Limits of deny rules are never
+//      lifted, and a statement refused for another reason spends no use on its limit.
 // A query string is refused as a whole when any of its statements is refused.
 #pragma once
 
@@ -90,8 +96,9 @@ struct Rule {
   std::vector<std::string> tables;  // empty = every table (and statements without tables)
   Action action = Action::allow;
   std::string message;  // optional text appended to the refusal message
-  // Reserved for row-count limits on delete/update/merge (parsed and validated, not yet
-  // enforced: that needs the row count from the server).
+  // Row-count limit (delete/update/merge classes only; action must be require_approval, deny
+  // or log): a statement of a limited class runs, and `action` applies only when it touched
+  // more than max_rows rows (counted by the proxy's blast-radius guard, cascades included).
   std::optional<std::int64_t> max_rows;
   std::optional<double> max_fraction;
   std::string source;  // "file:line:column" of the rule in the config, "" when built in code
@@ -133,6 +140,22 @@ struct SessionContext {
   const std::vector<Approval>* approvals = nullptr;
 };
 
+// A row-count limit on one allowed statement: the proxy runs it, counts the rows it touched
+// (cascades and triggers included) and refuses it over the limit (proxy/row_guard.h).
+struct RowLimit {
+  std::int64_t max_rows = 0;
+  std::string rule;  // the rule that set it
+  parser::StatementClass limited_class = parser::StatementClass::delete_;
+  Action action = Action::require_approval;  // what applies over the limit
+  bool enforce = true;  // false: over the limit is only recorded (log rule, monitor mode)
+  // The refusal over the limit, without the counts (the proxy adds those):
+  //   message  "pgmoat: DELETE on public.station touched more rows than rule \"row-limit\" allows"
+  //            (+ ": " + rule.message when set)
+  //   hint     the token command (require_approval, log) or the deny text
+  std::string message;
+  std::string hint;
+};
+
 struct StatementVerdict {
   bool allowed = true;
   // The statement runs but policy would have refused it (a log rule, monitor mode, or a
@@ -145,7 +168,12 @@ struct StatementVerdict {
   parser::ClassSet approval_classes = 0;  // classes that needed approval
   std::string command;                    // "DROP TABLE"
   std::string target;                     // "public.users"
-  std::string approval_id;                // the token that allowed a require_approval statement
+  // The token that allowed a require_approval class or lifted a row limit; the first when two
+  // tokens did (Decision::approvals_used lists both).
+  std::string approval_id;
+  // Set when a max_rows rule decides one of the statement's classes and no approval lifts it;
+  // the tightest limit when several apply.
+  std::optional<RowLimit> row_limit;
   // Set when the statement is refused or would be: a Postgres error's message/detail/hint.
   std::string message;
   std::string detail;

@@ -53,7 +53,7 @@ expect_exit 1 "pg_terminate_backend needs approval" -- \
   check --config "$SHIPPED" -c "SELECT pg_terminate_backend(42)"
 expect_exit 1 "one bad statement refuses the query" -- \
   check --config "$SHIPPED" -c "SELECT 1; DROP TABLE t; SELECT 2"
-[[ $(grep -Ec '^[0-9]+  (ALLOW|DENY|NEEDS)' "$TMP/out") -eq 3 ]] || { echo "FAIL: want 3 statement lines"; cat "$TMP/out"; failures=$((failures + 1)); }
+[[ $(grep -Ec '^[0-9]+  (ALLOW|DENY|NEEDS|LIMIT)' "$TMP/out") -eq 3 ]] || { echo "FAIL: want 3 statement lines"; cat "$TMP/out"; failures=$((failures + 1)); }
 
 cat >"$TMP/safe.sql" <<'SQL'
 -- 0042: add invoices
@@ -63,7 +63,7 @@ INSERT INTO invoices (customer_id, total) VALUES (1, 10.5), (2, 3);
 UPDATE invoices SET total = 0 WHERE total IS NULL;
 SQL
 expect_exit 0 "safe migration file runs" -- check --config "$SHIPPED" -f "$TMP/safe.sql"
-[[ $(grep -Ec '^[0-9]+  (ALLOW|DENY|NEEDS)' "$TMP/out") -eq 4 ]] || { echo "FAIL: want 4 statement lines"; cat "$TMP/out"; failures=$((failures + 1)); }
+[[ $(grep -Ec '^[0-9]+  (ALLOW|DENY|NEEDS|LIMIT)' "$TMP/out") -eq 4 ]] || { echo "FAIL: want 4 statement lines"; cat "$TMP/out"; failures=$((failures + 1)); }
 
 cat >"$TMP/risky.sql" <<'SQL'
 CREATE TABLE tmp_x (id int);
@@ -77,6 +77,52 @@ expect_exit 1 "SQL from stdin" -- bash -c "echo 'DROP SCHEMA public CASCADE' | '
 expect_exit 1 "unparseable SQL is refused" -- check --config "$SHIPPED" -c "DELEET FROM users"
 expect_match "$TMP/out" "could not be parsed" "parse error message"
 expect_exit 0 "PGMOAT_CONFIG is the default config" -- env PGMOAT_CONFIG="$SHIPPED" "$PGMOAT" check -c "SELECT 1"
+
+# ---- row limits (max_rows rules) ----
+cat >"$TMP/limits.toml" <<'EOF2'
+[[rules]]
+name = "mass-delete"
+action = "require_approval"
+classes = ["delete_without_where"]
+
+[[rules]]
+name = "log-big-merges"
+action = "log"
+classes = ["merge"]
+max_rows = 5
+
+[[rules]]
+name = "row-limit"
+action = "require_approval"
+classes = ["delete", "update", "merge"]
+max_rows = 1000
+EOF2
+expect_exit 0 "DELETE under a row limit runs" -- \
+  check --config "$TMP/limits.toml" -c "DELETE FROM orders WHERE id < 100; SELECT 1"
+expect_match "$TMP/out" "^1 +LIMIT 1000 +delete +rule=row-limit " "limited decision column"
+expect_match "$TMP/out" "^    row limit: 1000 rows \(rule row-limit, class delete\); touching more when it runs is refused unless" "row limit line"
+expect_match "$TMP/out" "^    HINT: .*--classes delete --tables orders " "row limit token hint"
+expect_match "$TMP/out" "^2 +ALLOW +select " "unlimited statement unchanged"
+expect_match "$TMP/out" "^2 statement\(s\): all would run; 1 under a row limit, checked when they run" "row limit summary"
+expect_exit 0 "log rule limit only records" -- \
+  check --config "$TMP/limits.toml" -c "MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE"
+expect_match "$TMP/out" "^1 +LIMIT 5 +merge +rule=log-big-merges " "log limit decision"
+expect_match "$TMP/out" "touching more when it runs is only logged \(log rule\)" "log limit line"
+expect_exit 1 "mass delete still needs approval, for the limit too" -- \
+  check --config "$TMP/limits.toml" -c "DELETE FROM orders"
+expect_match "$TMP/out" "^1 +NEEDS-APPROVAL " "mass delete decision"
+expect_match "$TMP/out" "HINT: .*--classes delete_without_where,delete --tables orders " "mass delete hint"
+expect_exit 0 "no row limit, no row limit summary" -- check --config "$TMP/limits.toml" -c "SELECT 1"
+if grep -q "row limit" "$TMP/out"; then echo "FAIL: row limit mentioned for SELECT"; failures=$((failures + 1)); fi
+cat >"$TMP/bad3.toml" <<'EOF2'
+[[rules]]
+name = "unlimited"
+action = "allow"
+classes = ["delete"]
+max_rows = 10
+EOF2
+expect_exit 2 "max_rows on an allow rule" -- check --config "$TMP/bad3.toml" -c "SELECT 1"
+expect_match "$TMP/err" "^$TMP/bad3.toml:5:[0-9]+: 'rules\[0\]\.max_rows' needs action require_approval, deny or log" "allow max_rows position"
 
 # ---- usage errors ----
 expect_exit 2 "no config at all" -- check -c "SELECT 1"

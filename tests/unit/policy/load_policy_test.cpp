@@ -99,6 +99,45 @@ client_addr = "192.168.0.0/16"
   EXPECT_EQ(p.rules[2].match.client_addrs[0].text, "192.168.0.0/16");
 }
 
+struct RowLimitLoadCase {
+  const char* name;
+  const char* action;
+  const char* classes;
+  std::int64_t max_rows;
+};
+
+void PrintTo(const RowLimitLoadCase& c, std::ostream* os) {
+  *os << c.name;
+}
+
+class LoadRowLimitTest : public ::testing::TestWithParam<RowLimitLoadCase> {};
+
+TEST_P(LoadRowLimitTest, Loads) {
+  const RowLimitLoadCase& c = GetParam();
+  Policy p =
+      load_text(std::string("[[rules]]\nname = \"limit\"\naction = \"") + c.action +
+                "\"\nclasses = " + c.classes + "\nmax_rows = " + std::to_string(c.max_rows) + "\n");
+  ASSERT_EQ(p.rules.size(), 1u);
+  EXPECT_EQ(p.rules[0].max_rows, c.max_rows);
+  EXPECT_EQ(action_name(p.rules[0].action), c.action);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, LoadRowLimitTest,
+    ::testing::Values(RowLimitLoadCase{"require_approval", "require_approval",
+                                       "[\"delete\", \"update\", \"merge\"]", 1000},
+                      RowLimitLoadCase{"deny", "deny",
+                                       "[\"delete_without_where\", \"update_without_where\"]", 5},
+                      RowLimitLoadCase{"log", "log", "[\"update\"]", 100000},
+                      RowLimitLoadCase{"zero", "require_approval", "[\"merge\"]", 0}),
+    CaseName());
+
+TEST(LoadPolicy, NoMaxRowsMeansNoLimit) {
+  Policy p = load_text("[[rules]]\nname = \"r\"\naction = \"allow\"\nclasses = [\"delete\"]\n");
+  ASSERT_EQ(p.rules.size(), 1u);
+  EXPECT_FALSE(p.rules[0].max_rows.has_value());
+}
+
 TEST(LoadPolicy, EmptyFileGivesDefaults) {
   Policy p = load_text("");
   EXPECT_EQ(p.mode, Mode::enforce);
@@ -179,6 +218,22 @@ INSTANTIATE_TEST_SUITE_P(
                   "only valid"},
         ErrorCase{"negative max_rows", RULE_HEAD "classes = [\"delete\"]\nmax_rows = -1\n", 5,
                   "must be between"},
+        ErrorCase{"max_rows on an allow rule",
+                  "[[rules]]\nname = \"r1\"\naction = \"allow\"\nclasses = [\"delete\"]\n"
+                  "max_rows = 10\n",
+                  5,
+                  "'rules[0].max_rows' needs action require_approval, deny or log: the action "
+                  "applies to statements over the limit"},
+        ErrorCase{"max_rows on an allow rule, not the first rule",
+                  RULE_HEAD "classes = [\"drop\"]\n\n[[rules]]\nname = \"r2\"\n"
+                            "classes = [\"update\", \"merge\"]\naction = \"allow\"\n"
+                            "max_rows = 0\n",
+                  10, "'rules[1].max_rows' needs action require_approval, deny or log"},
+        ErrorCase{"max_rows on a rule with a non-row class too",
+                  RULE_HEAD "classes = [\"delete\", \"insert\"]\nmax_rows = 10\n", 5,
+                  "only valid for rules whose classes are all among delete, update, merge"},
+        ErrorCase{"max_rows on every class", RULE_HEAD "classes = [\"*\"]\nmax_rows = 10\n", 5,
+                  "only valid"},
         ErrorCase{"max_fraction not yet supported",
                   RULE_HEAD "classes = [\"delete\"]\nmax_fraction = 0.5\n", 5, "max_fraction"},
         ErrorCase{"rules not an array of tables", "rules = 3\n", 1, "array of tables"},
@@ -239,6 +294,18 @@ TEST(ShippedConfig, DangerousFunctionCallRequiresApproval) {
   Decision d = evaluate(one(stmt().cls({SC::select}).fn("pg_terminate_backend")), session(), p);
   EXPECT_FALSE(d.allowed);
   EXPECT_EQ(d.statements[0].matched_class, SC::dangerous_function);
+}
+
+TEST(ShippedConfig, DeleteUpdateMergeRunUnderARowLimit) {
+  Policy p = load_shipped();
+  for (StatementClass c : {SC::delete_, SC::update, SC::merge}) {
+    parser::Statement st = stmt().cls({c}).table("public.users");
+    Decision d = evaluate(one(st), session(), p);
+    EXPECT_TRUE(d.allowed) << parser::class_name(c);
+    ASSERT_TRUE(d.statements[0].row_limit.has_value()) << parser::class_name(c);
+    EXPECT_EQ(d.statements[0].row_limit->limited_class, c);
+    EXPECT_TRUE(d.statements[0].row_limit->enforce);
+  }
 }
 
 TEST(ShippedConfig, EverythingElseIsAllowed) {
