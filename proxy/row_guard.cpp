@@ -85,7 +85,11 @@ std::vector<RowGuard::Send> RowGuard::start(Mode mode, std::shared_ptr<const Gua
   }
   out.push_back({count_messages(sync), Sender::injected, kBefore});
   out.push_back({std::string(client_message), Sender::guarded, 0});
-  out.push_back({count_messages(sync), Sender::injected, kAfter});
+  std::string after = count_messages(sync);
+  // Without a Sync the server keeps its answers buffered until a Flush; the client's own
+  // Flush or Sync is held back until the verdict, so send one.
+  if (!sync) after += wire::build_flush();
+  out.push_back({std::move(after), Sender::injected, kAfter});
   return out;
 }
 

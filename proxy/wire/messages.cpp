@@ -340,6 +340,13 @@ std::string build_sync() {
   return out;
 }
 
+std::string build_flush() {
+  std::string out;
+  std::size_t at = begin_message(out, fe::kFlush);
+  finish_message(out, at);
+  return out;
+}
+
 std::optional<std::vector<std::optional<std::string_view>>> parse_data_row(Bytes message) {
   auto body = body_of(message, be::kDataRow);
   if (!body || body->size() < 2) return std::nullopt;

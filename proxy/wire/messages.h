@@ -79,6 +79,7 @@ std::string build_bind(std::string_view portal, std::string_view statement);
 std::string build_execute(std::string_view portal, std::uint32_t max_rows = 0);
 std::string build_close(char kind, std::string_view name);  // kind 'S' or 'P'
 std::string build_sync();
+std::string build_flush();
 
 // --- Backend messages pgmoat reads ---
 

@@ -542,10 +542,21 @@ def pgmoat_factory(pg, tmp_path):
     f.finish()
 
 
+SHARED_GUARD_RULE = """
+[[rules]]
+name = "compat-row-guard"
+action = "require_approval"
+classes = ["delete", "update", "merge"]
+max_rows = 10000000
+"""
+
+
 @pytest.fixture(scope="module")
 def pgmoat_shared(pg, tmp_path_factory):
     f = PgmoatFactory(pg, tmp_path_factory.mktemp("pgmoat"))
-    p = f()
+    # Every DELETE, UPDATE and MERGE of the compatibility tests runs under the row guard
+    # (with a limit none of them reaches), so each client is checked through it too.
+    p = f(extra_toml=SHARED_GUARD_RULE)
     yield p
     f.finish()
 

@@ -1,0 +1,346 @@
+"""The blast-radius guard (issue 6) through pgmoat against a real Postgres: DELETE / UPDATE /
+MERGE run for real, every row they touch is counted (ON DELETE CASCADE included), and a
+statement over its rule's max_rows is rolled back and refused with 42501, in and out of
+transaction blocks, over the simple and the extended protocol (psql, psycopg pipeline mode,
+node-postgres), with RETURNING, with an approval token lifting the limit, and with the audit
+record saying how many rows it would have touched."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+psycopg = pytest.importorskip("psycopg", reason="python3-psycopg missing: run scripts/install-deps.sh "
+                                                 "and use /usr/bin/python3")
+from psycopg import errors as pgerr  # noqa: E402
+
+import moatutil as mu  # noqa: E402
+
+LIMIT = 100
+LIMIT_RULE = f"""
+[[rules]]
+name = "test-row-limit"
+action = "require_approval"
+classes = ["delete", "update", "merge"]
+max_rows = {LIMIT}
+"""
+OVER = 'touched more rows than rule "test-row-limit" allows'
+
+
+def start_guarded(pgmoat_factory, extra: str = "", rule: str = LIMIT_RULE, **kw):
+    """pgmoat whose first rule limits delete/update/merge to LIMIT rows, then the default
+    policy."""
+    return mu.start(pgmoat_factory, rules=False, extra_toml=rule + "\n" + mu.default_rules() + extra, **kw)
+
+
+@pytest.fixture
+def moat(pgmoat_factory):
+    return start_guarded(pgmoat_factory)
+
+
+def table(pg, name: str, rows: int) -> str:
+    with pg.admin() as c:
+        c.execute(f"DROP TABLE IF EXISTS {name} CASCADE")
+        c.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, v int NOT NULL DEFAULT 0)")
+        c.execute(f"INSERT INTO {name} (id) SELECT g FROM generate_series(1, {rows}) g")
+        c.execute(f"GRANT ALL ON {name} TO PUBLIC")
+    return name
+
+
+def stations(pg, prefix: str, n_stations: int = 7) -> tuple[str, str]:
+    """The incident's shape: stations, and measurements that cascade from them."""
+    st, me = f"{prefix}_station", f"{prefix}_measurement"
+    with pg.admin() as c:
+        c.execute(f"DROP TABLE IF EXISTS {me}, {st} CASCADE")
+        c.execute(f'CREATE TABLE {st} (id int PRIMARY KEY, "ofevCode" text NOT NULL)')
+        c.execute(f"CREATE TABLE {me} (id bigserial PRIMARY KEY, "
+                  f"station int NOT NULL REFERENCES {st} ON DELETE CASCADE, value float8)")
+        c.execute(f"INSERT INTO {st} SELECT g, 'S' || g FROM generate_series(1, {n_stations}) g")
+        c.execute(f"INSERT INTO {me} (station, value) SELECT 1 + (g % {n_stations}), g "
+                  f"FROM generate_series(1, 20000) g")
+        c.execute(f"GRANT ALL ON {st}, {me} TO PUBLIC")
+        c.execute(f"GRANT ALL ON SEQUENCE {me}_id_seq TO PUBLIC")
+    return st, me
+
+
+def n(pg, t: str) -> int:
+    return mu.count(pg, f"SELECT count(*) FROM {t}")
+
+
+# ------------------------------------------------------------------ simple protocol, psql
+
+def test_where_matching_every_row_is_refused(pg, moat):
+    t = table(pg, "rg_all", 10000)
+    r = mu.psql(moat.endpoint, f"DELETE FROM {t} WHERE id > 0")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert f"ERROR:  42501: pgmoat: DELETE on {t} {OVER}" in r.stderr, r.stderr
+    assert f"DETAIL:  It touched 10000 rows; the limit is {LIMIT}. Rows by table: public.{t} " \
+           f"10000 deleted. Nothing was changed" in r.stderr, r.stderr
+    assert "pgmoat token issue" in r.stderr and "--classes delete" in r.stderr, r.stderr
+    assert n(pg, t) == 10000
+    # the session goes on normally afterwards
+    r = mu.psql_script(moat.endpoint, f"DELETE FROM {t} WHERE id > 0;\nSELECT count(*) FROM {t};\n")
+    assert r.stdout.strip().splitlines()[-1] == "10000", (r.stdout, r.stderr)
+
+
+def test_cascade_is_counted_and_nothing_is_ever_visible(pg, moat):
+    st, me = stations(pg, "rg_casc")
+    # A statement-level trigger keeps the transaction open for a while, so that a second
+    # connection looks while the DELETE has run but is not yet judged.
+    with pg.admin() as c:
+        c.execute("CREATE OR REPLACE FUNCTION rg_slow() RETURNS trigger LANGUAGE plpgsql AS "
+                  "$$BEGIN PERFORM pg_sleep(0.7); RETURN NULL; END$$")
+        c.execute(f"CREATE TRIGGER slow AFTER DELETE ON {st} FOR EACH STATEMENT EXECUTE FUNCTION rg_slow()")
+    seen: list[tuple[int, int]] = []
+    stop = threading.Event()
+
+    def watch():
+        with pg.admin() as c:
+            while not stop.is_set():
+                seen.append((c.execute(f"SELECT count(*) FROM {st}").fetchone()[0],
+                             c.execute(f"SELECT count(*) FROM {me}").fetchone()[0]))
+                time.sleep(0.05)
+
+    w = threading.Thread(target=watch)
+    w.start()
+    try:
+        t0 = time.monotonic()
+        r = mu.psql(moat.endpoint, f"""DELETE FROM {st} WHERE "ofevCode" NOT IN ('X1', 'X2')""")
+        took = time.monotonic() - t0
+    finally:
+        stop.set()
+        w.join()
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "42501" in r.stderr and OVER in r.stderr, r.stderr
+    assert "It touched 20007 rows" in r.stderr, r.stderr
+    assert f"public.{me} 20000 deleted, public.{st} 7 deleted" in r.stderr, r.stderr
+    assert took >= 0.7, took  # the trigger ran: the statement really ran
+    assert len(seen) >= 5, seen
+    assert set(seen) == {(7, 20000)}, seen[:20]
+    assert (n(pg, st), n(pg, me)) == (7, 20000)
+
+
+def test_under_the_limit_runs_with_its_row_count(pg, moat):
+    st, me = stations(pg, "rg_under")
+    with pg.admin() as c:
+        c.execute(f"DELETE FROM {me} WHERE id > 30")  # 30 measurements left
+    r = mu.psql(moat.endpoint, f"DELETE FROM {me} WHERE station <= 2")
+    assert r.returncode == 0, r.stderr
+    r = mu.psql(moat.endpoint, f"DELETE FROM {st} WHERE id <= 2")
+    assert r.returncode == 0, r.stderr
+    r = mu.psql(moat.endpoint, f"UPDATE {me} SET value = -1 WHERE value > 0")
+    assert r.returncode == 0, r.stderr
+    assert n(pg, st) == 5
+    assert mu.count(pg, f"SELECT count(*) FROM {me} WHERE value = -1") == n(pg, me) > 0
+    # the client sees the real row count in the command tag
+    with moat.endpoint.connect() as conn:
+        cur = conn.execute(f"DELETE FROM {me} WHERE station = 3")
+        assert cur.rowcount > 0
+        assert cur.statusmessage == f"DELETE {cur.rowcount}"
+        assert conn.info.transaction_status.name == "IDLE"
+    assert mu.count(pg, f"SELECT count(*) FROM {me} WHERE station = 3") == 0
+
+
+def test_inside_a_transaction_block(pg, moat):
+    t = table(pg, "rg_tx", 1000)
+    with moat.endpoint.connect(autocommit=False) as conn:  # not autocommit: BEGIN first
+        conn.execute(f"UPDATE {t} SET v = 1 WHERE id <= 10")
+        assert conn.info.transaction_status.name == "INTRANS"
+        with pytest.raises(pgerr.InsufficientPrivilege) as ei:
+            conn.execute(f"UPDATE {t} SET v = 2 WHERE id <= 500")
+        assert OVER in ei.value.diag.message_primary
+        assert "It touched 500 rows" in ei.value.diag.message_detail
+        assert conn.info.transaction_status.name == "INERROR"
+        with pytest.raises(pgerr.InFailedSqlTransaction):
+            conn.execute("SELECT 1")
+        conn.rollback()
+        # a block with writes under the limit commits them
+        conn.execute(f"UPDATE {t} SET v = 3 WHERE id <= 50")
+        conn.execute(f"DELETE FROM {t} WHERE id > 990")
+        conn.commit()
+    assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE v = 3") == 50
+    assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE v IN (1, 2)") == 0
+    assert n(pg, t) == 990
+
+
+def test_limit_counts_per_statement_not_per_transaction(pg, moat):
+    t = table(pg, "rg_per_stmt", 300)
+    with moat.endpoint.connect(autocommit=False) as conn:
+        for lo in (1, 81, 161, 241):  # 4 x 60..80 rows, 300 in the transaction
+            conn.execute(f"DELETE FROM {t} WHERE id >= {lo} AND id < {lo + 80}")
+        conn.commit()
+    assert n(pg, t) == 0
+
+
+def test_returning_under_and_over(pg, moat):
+    t = table(pg, "rg_ret", 500)
+    with moat.endpoint.connect() as conn:
+        rows = conn.execute(f"DELETE FROM {t} WHERE id <= 40 RETURNING id").fetchall()
+        assert sorted(r[0] for r in rows) == list(range(1, 41))
+        with pytest.raises(pgerr.InsufficientPrivilege) as ei:
+            conn.execute(f"DELETE FROM {t} WHERE id > 40 RETURNING id, v").fetchall()
+        assert "It touched 460 rows" in ei.value.diag.message_detail
+        # the connection is clean: no stray rows or results from the refused statement
+        assert conn.execute("SELECT 42").fetchone() == (42,)
+        assert conn.info.transaction_status.name == "IDLE"
+    assert n(pg, t) == 460
+
+
+def test_multi_statement_query_counts_as_a_whole(pg, moat):
+    a, b = table(pg, "rg_multi_a", 60), table(pg, "rg_multi_b", 60)
+    r = mu.psql(moat.endpoint, f"DELETE FROM {a} WHERE id <= 60; DELETE FROM {b} WHERE id <= 60")
+    assert r.returncode == 1 and "It touched 120 rows" in r.stderr, r.stderr
+    assert n(pg, a) == 60 and n(pg, b) == 60
+    r = mu.psql(moat.endpoint, f"DELETE FROM {a} WHERE id <= 30; DELETE FROM {b} WHERE id <= 30; "
+                               f"SELECT count(*) FROM {a}")
+    assert r.returncode == 0, r.stderr
+    # psql 15 prints every result of the query string: both tags reach it unchanged
+    assert r.stdout.split() == ["DELETE", "30", "DELETE", "30", "30"], r.stdout
+    assert n(pg, a) == 30 and n(pg, b) == 30
+
+
+def test_transaction_control_in_the_same_query_string_is_refused(pg, moat):
+    t = table(pg, "rg_shape", 10)
+    r = mu.psql(moat.endpoint, f"BEGIN; DELETE FROM {t} WHERE id = 1; COMMIT")
+    assert r.returncode == 1, r.stderr
+    assert "cannot share a query string with BEGIN" in r.stderr, r.stderr
+    assert n(pg, t) == 10
+    # sent one by one (psql -f), the same script runs
+    r = mu.psql_script(moat.endpoint, f"BEGIN;\nDELETE FROM {t} WHERE id = 1;\nCOMMIT;\n")
+    assert r.returncode == 0 and "ERROR" not in r.stderr, r.stderr
+    assert n(pg, t) == 9
+
+
+def test_merge_and_update_are_limited(pg, moat):
+    t = table(pg, "rg_merge", 300)
+    src = table(pg, "rg_merge_src", 300)
+    r = mu.psql(moat.endpoint, f"MERGE INTO {t} USING {src} s ON {t}.id = s.id "
+                               f"WHEN MATCHED THEN UPDATE SET v = 9")
+    assert r.returncode == 1 and "It touched 300 rows" in r.stderr, r.stderr
+    r = mu.psql(moat.endpoint, f"MERGE INTO {t} USING (SELECT * FROM {src} WHERE id <= 5) s "
+                               f"ON {t}.id = s.id WHEN MATCHED THEN UPDATE SET v = 9")
+    assert r.returncode == 0, r.stderr
+    assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE v = 9") == 5
+
+
+def test_trigger_changes_count(pg, moat):
+    t, log = table(pg, "rg_trig", 50), table(pg, "rg_trig_log", 200)
+    with pg.admin() as c:
+        c.execute(f"CREATE OR REPLACE FUNCTION rg_touch() RETURNS trigger LANGUAGE plpgsql AS "
+                  f"$$BEGIN UPDATE {log} SET v = v + 1; RETURN NULL; END$$")
+        c.execute(f"CREATE TRIGGER touch AFTER UPDATE ON {t} FOR EACH STATEMENT EXECUTE FUNCTION rg_touch()")
+    # 1 row updated directly, 200 by the trigger
+    r = mu.psql(moat.endpoint, f"UPDATE {t} SET v = 1 WHERE id = 1")
+    assert r.returncode == 1 and "It touched 201 rows" in r.stderr, r.stderr
+    assert mu.count(pg, f"SELECT count(*) FROM {log} WHERE v > 0") == 0
+
+
+# ------------------------------------------------------------------ extended protocol
+
+def test_psycopg_pipeline(pg, moat):
+    t = table(pg, "rg_pipe", 1000)
+    with moat.endpoint.connect() as conn:
+        with conn.pipeline():
+            a = conn.execute(f"DELETE FROM {t} WHERE id <= %s RETURNING id", (20,))
+            b = conn.execute(f"UPDATE {t} SET v = %s WHERE id > %s AND id <= %s", (7, 20, 70))
+            c = conn.execute(f"SELECT count(*) FROM {t}")
+        assert len(a.fetchall()) == 20
+        assert b.rowcount == 50
+        assert c.fetchone() == (980,)
+        first = after = None
+        with pytest.raises(pgerr.InsufficientPrivilege) as ei:
+            with conn.pipeline():
+                first = conn.execute(f"UPDATE {t} SET v = 8 WHERE id = %s", (999,))
+                conn.execute(f"DELETE FROM {t} WHERE id > %s", (100,))
+                after = conn.execute(f"UPDATE {t} SET v = 9 WHERE id = %s", (1000,))
+        assert "It touched 900 rows" in ei.value.diag.message_detail
+        assert first.rowcount == 1
+        assert after is not None
+        assert conn.info.transaction_status.name == "IDLE"
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert n(pg, t) == 980
+    # the same implicit transaction: the UPDATE before the refusal rolled back with it
+    assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE v IN (8, 9)") == 0
+
+
+def test_psycopg_prepared_statement_reused_under_the_guard(pg, moat):
+    t = table(pg, "rg_prep", 400)
+    with psycopg.connect(moat.endpoint.conninfo(), autocommit=True, prepare_threshold=0) as conn:
+        for lo in range(1, 201, 50):
+            cur = conn.execute(f"DELETE FROM {t} WHERE id >= %s AND id < %s", (lo, lo + 50))
+            assert cur.rowcount == 50
+        with pytest.raises(pgerr.InsufficientPrivilege):
+            conn.execute(f"DELETE FROM {t} WHERE id >= %s AND id < %s", (200, 401))
+        assert conn.execute(f"DELETE FROM {t} WHERE id >= %s AND id < %s", (201, 211)).rowcount == 10
+    assert n(pg, t) == 190
+
+
+def test_node_pg(pg, moat):
+    t = table(pg, "rg_node", 1000)
+    got = mu.run_node("row_guard.js", moat.endpoint, extra_env={"RG_TABLE": t})
+    assert got["under"] == {"rowCount": 30, "returned": 30}, got
+    assert got["over"]["code"] == "42501" and "It touched 970 rows" in got["over"]["detail"], got
+    assert got["after_over"] == 970, got
+    assert got["tx"] == {"refused": "42501", "next": "25P02", "after_rollback": 970}, got
+    assert n(pg, t) == 970
+
+
+# ------------------------------------------------------------------ approval, audit, modes
+
+def test_token_lifts_the_limit(pg, pgmoat_factory, tmp_path):
+    alice = mu.Approver(mu.pgmoat_binary_path(), tmp_path / "keys", "alice")
+    state = tmp_path / "state"
+    state.mkdir()
+    moat = start_guarded(pgmoat_factory, extra=alice.toml() + f'\n[approvals]\nstate_dir = "{state}"\n')
+    t = table(pg, "rg_token", 600)
+    tok = alice.issue(classes="delete", extra=("--tables", t, "--max-uses", "1"))
+    with moat.endpoint.connect() as conn:
+        with pytest.raises(pgerr.InsufficientPrivilege):
+            conn.execute(f"DELETE FROM {t} WHERE id > 200")
+        conn.execute(f"SET pgmoat.approval = '{tok}'")
+        assert conn.execute(f"DELETE FROM {t} WHERE id > 200").rowcount == 400
+        # one use only: the limit is back
+        with pytest.raises(pgerr.InsufficientPrivilege) as ei:
+            conn.execute(f"DELETE FROM {t} WHERE id > 0")
+        assert "It touched 200 rows" in ei.value.diag.message_detail
+    assert n(pg, t) == 200
+
+
+def test_audit_record_carries_the_row_count(pg, moat):
+    st, me = stations(pg, "rg_audit")
+    r = mu.psql(moat.endpoint, f"DELETE FROM {st} WHERE id > 0")
+    assert r.returncode == 1, r.stderr
+    recs = mu.wait_records(moat, lambda recs: [r for r in recs if r.get("type") == "refusal"
+                                                         and r.get("decision") == "row_limit"])
+    rec = recs[-1]
+    assert rec["would_have_affected_rows"] == 20007, rec
+    assert rec["rule"] == "test-row-limit" and "delete" in rec["classes"], rec
+    assert st in rec["statement"] and rec["user"] == "postgres", rec
+    assert mu.verify(moat).returncode == 0
+
+
+@pytest.mark.parametrize("how", ["log_rule", "monitor_mode"])
+def test_not_enforced_records_but_commits(pg, pgmoat_factory, how):
+    if how == "log_rule":
+        moat = start_guarded(pgmoat_factory, rule=LIMIT_RULE.replace('"require_approval"', '"log"'))
+    else:
+        moat = start_guarded(pgmoat_factory, policy_mode="monitor")
+    t = table(pg, f"rg_{how}", 300)
+    r = mu.psql(moat.endpoint, f"DELETE FROM {t} WHERE id > 0")
+    assert r.returncode == 0, r.stderr
+    assert n(pg, t) == 0
+    recs = mu.wait_records(moat, lambda recs: [r for r in recs if r.get("type") == "would_refuse"
+                                                         and r.get("would_have_affected_rows") == 300])
+    assert recs[-1]["rule"] == "test-row-limit"
+
+
+def test_default_config_limits_untrusted_clients(pg, pgmoat_factory):
+    moat = mu.start(pgmoat_factory)  # the shipped rules only
+    t = table(pg, "rg_default", 5000)
+    r = mu.psql(moat.endpoint, f"UPDATE {t} SET v = 1 WHERE id > 0")
+    assert r.returncode == 1 and "42501" in r.stderr and "It touched 5000 rows" in r.stderr, r.stderr
+    r = mu.psql(moat.endpoint, f"UPDATE {t} SET v = 1 WHERE id <= 500")
+    assert r.returncode == 0, r.stderr
+    assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE v = 1") == 500
