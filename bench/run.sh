@@ -16,7 +16,8 @@
 #   BENCH_PERF=1    after the tables, profile pgmoat with `perf record` during one select-only
 #                   and one TPC-B run and print the hottest symbols
 #   BENCH_ONLY=RE   run only scenarios whose name matches the bash regex RE (names:
-#                   select-simple-c1 ... tpcb-prepared-c8; "audit" for the audit-cost runs)
+#                   select-simple-c1 ... tpcb-prepared-c8; "audit" for the audit-cost runs,
+#                   "guard" for the row-guard-cost runs)
 #   BENCH_KEEP=1    keep the temp dir (logs, configs, audit file) instead of deleting it
 #   BENCH_TMPDIR    where to create the temp dir (default /tmp; must be a real disk for fsync)
 #
@@ -109,10 +110,10 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # Free 127.0.0.1 ports, all held open together while picking so they are distinct.
-read -r PG_PORT MOAT_PORT MOAT_NOAUDIT_PORT BOUNCER_PORT < <(/usr/bin/python3 - <<'PY'
+read -r PG_PORT MOAT_PORT MOAT_NOAUDIT_PORT MOAT_NOGUARD_PORT BOUNCER_PORT < <(/usr/bin/python3 - <<'PY'
 import socket
 socks = []
-for _ in range(4):
+for _ in range(5):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -170,10 +171,18 @@ log "pgbench -i -s $SCALE"
 "$PSQL" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres postgres -c 'CHECKPOINT' >/dev/null
 
 # ---- pgmoat: default policy, audit on (fsync), and a second instance with audit off -------
-start_pgmoat() {  # name port audit(on|off)
+start_pgmoat() {  # name port audit(on|off) [noguard]
   local name=$1 port=$2 audit=$3 conf="$TMP/${1/pgmoat/proxy}.toml"
   sed -e "s/^port = 6432/port = $port/" -e "s/^port = 5432/port = $PG_PORT/" \
     "$REPO/config/pgmoat.toml" >"$conf"
+  if [[ "${4:-}" == noguard ]]; then
+    # The same policy without its row-limit rule: what the blast-radius guard costs.
+    awk '/^\[\[rules\]\]$/ { held = $0; next }
+         held != "" { if ($0 ~ /^name = "row-limit"$/) skip = 1; else print held; held = "" }
+         skip && /^\[/ && !/^\[\[rules\]\]$/ { skip = 0 }
+         !skip { print }' "$conf" >"$conf.tmp" && mv "$conf.tmp" "$conf"
+    ! grep -q '^max_rows' "$conf" || die "could not remove the row-limit rule from $conf"
+  fi
   { grep -q "^port = $port\$" "$conf" && grep -q "^port = $PG_PORT\$" "$conf"; } ||
     die "could not set the ports in a copy of config/pgmoat.toml"
   if [[ -n "${BENCH_PGMOAT_THREADS:-}" ]]; then
@@ -202,6 +211,9 @@ MOAT_PID=$STARTED_PID
 log "pgmoat (audit off) on 127.0.0.1:$MOAT_NOAUDIT_PORT"
 start_pgmoat pgmoat-noaudit "$MOAT_NOAUDIT_PORT" off
 MOAT_NOAUDIT_PID=$STARTED_PID
+log "pgmoat (audit on, no row-limit rule) on 127.0.0.1:$MOAT_NOGUARD_PORT"
+start_pgmoat pgmoat-noguard "$MOAT_NOGUARD_PORT" on noguard
+MOAT_NOGUARD_PID=$STARTED_PID
 
 # ---- PgBouncer: session pooling, trust with an auth_file ----------------------------------
 log "pgbouncer (session pool) on 127.0.0.1:$BOUNCER_PORT"
@@ -270,6 +282,7 @@ port_of() {
     direct) echo "$PG_PORT" ;;
     pgmoat) echo "$MOAT_PORT" ;;
     pgmoat-noaudit) echo "$MOAT_NOAUDIT_PORT" ;;
+    pgmoat-noguard) echo "$MOAT_NOGUARD_PORT" ;;
     pgbouncer) echo "$BOUNCER_PORT" ;;
   esac
 }
@@ -278,6 +291,7 @@ pid_of() {
     direct) echo "" ;;
     pgmoat) echo "$MOAT_PID" ;;
     pgmoat-noaudit) echo "$MOAT_NOAUDIT_PID" ;;
+    pgmoat-noguard) echo "$MOAT_NOGUARD_PID" ;;
     pgbouncer) echo "$BOUNCER_PID" ;;
   esac
 }
@@ -380,8 +394,10 @@ for script in select tpcb; do
 done
 RUN_AUDIT=0
 [[ "audit" =~ ${BENCH_ONLY:-.} ]] && RUN_AUDIT=1
+RUN_GUARD=0
+[[ "guard" =~ ${BENCH_ONLY:-.} ]] && RUN_GUARD=1
 
-TOTAL_RUNS=$(( (${#SCENARIOS[@]} * 3 + 2 * RUN_AUDIT) * ROUNDS ))
+TOTAL_RUNS=$(( (${#SCENARIOS[@]} * 3 + 2 * RUN_AUDIT + 4 * RUN_GUARD) * ROUNDS ))
 log "$TOTAL_RUNS pgbench runs of ${SECONDS_PER_RUN}s (pgmoat $PGMOAT_BIN, $(nproc) cores, scale $SCALE)"
 
 declare -A TITLE
@@ -404,6 +420,17 @@ if [[ $RUN_AUDIT == 1 ]]; then
   for r in $(seq 1 "$ROUNDS"); do
     run_one audit-tpcb tpcb simple "$AUDIT_CLIENTS" pgmoat-noaudit "$r"
     run_one audit-tpcb tpcb simple "$AUDIT_CLIENTS" pgmoat "$r"
+  done
+fi
+
+if [[ $RUN_GUARD == 1 ]]; then
+  # Every UPDATE of pgbench's TPC-B-like script runs under the row guard in the default policy.
+  for mode in simple prepared; do
+    log "TPC-B-like, -M $mode, $AUDIT_CLIENTS clients: pgmoat with and without the row guard"
+    for r in $(seq 1 "$ROUNDS"); do
+      run_one "guard-tpcb-$mode" tpcb "$mode" "$AUDIT_CLIENTS" pgmoat-noguard "$r"
+      run_one "guard-tpcb-$mode" tpcb "$mode" "$AUDIT_CLIENTS" pgmoat "$r"
+    done
   done
 fi
 
@@ -434,6 +461,23 @@ if [[ $RUN_AUDIT == 1 ]]; then
   printf '%-18s %10.1f %11.3f %16.2f\n' "audit off" "$off_tps" "$off_lat" "$off_cpu"
   printf '%-18s %10.1f %11.3f %16.2f\n' "audit on (fsync)" "$on_tps" "$on_lat" "$on_cpu"
   awk -v a="$on_tps" -v b="$off_tps" 'BEGIN { printf "TPS ratio audit on / off: %.3f\n", a / b }'
+fi
+
+if [[ $RUN_GUARD == 1 ]]; then
+  echo
+  echo "== row guard cost: TPC-B-like, $AUDIT_CLIENTS clients, audit on (median of $ROUNDS x ${SECONDS_PER_RUN}s) =="
+  printf '%-10s %-18s %10s %11s %16s\n' mode pgmoat TPS "lat avg ms" "CPU s/100k tx"
+  for mode in simple prepared; do
+    for t in pgmoat-noguard pgmoat; do
+      label="guard off"
+      [[ $t == pgmoat ]] && label="guard on (1000)"
+      printf '%-10s %-18s %10.1f %11.3f %16.2f\n' "$mode" "$label" \
+        "$(median "guard-tpcb-$mode" "$t" 4)" "$(median "guard-tpcb-$mode" "$t" 5)" \
+        "$(median "guard-tpcb-$mode" "$t" 8)"
+    done
+    awk -v a="$(median "guard-tpcb-$mode" pgmoat 4)" -v b="$(median "guard-tpcb-$mode" pgmoat-noguard 4)" \
+      -v m="$mode" 'BEGIN { printf "TPS ratio guard on / off, -M %s: %.3f\n", m, a / b }'
+  done
 fi
 
 echo
