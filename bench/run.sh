@@ -193,7 +193,7 @@ start_pgmoat() {  # name port audit(on|off) [noguard]
     echo "# bench/run.sh"
     echo "[audit]"
     if [[ "$audit" == on ]]; then
-      echo "path = \"$TMP/audit.jsonl\""
+      echo "path = \"$TMP/audit-$name.jsonl\""
     else
       echo "enabled = false"
     fi
