@@ -172,6 +172,9 @@ std::optional<std::string> RowGuard::on_message(Sender sender, std::uint32_t ste
 }
 
 RowGuard::Result RowGuard::decide() {
+  // The first count's Parse may have been skipped (an earlier error in the client's batch):
+  // prepare the statement again next time rather than Bind a statement that does not exist.
+  if (!before_read_) statement_ready_ = false;
   const Result r = judge();
   // Only simple_idle has more to do: its COMMIT or ROLLBACK (a refusal resets the guard).
   state_ = mode_ == Mode::simple_idle && (r == Result::pass || r == Result::client_failed)

@@ -244,9 +244,13 @@ TEST(RowGuard, ExtendedFirstCountFailureStandsForTheStatement) {
 
 TEST(RowGuard, NothingAnsweredIsSkipped) {
   RowGuard g;
-  g.start(RowGuard::Mode::extended, spec(5), wire::build_execute(""));
+  auto sends = g.start(RowGuard::Mode::extended, spec(5), wire::build_execute(""));
+  EXPECT_NE(sends[0].bytes.find(std::string(RowGuard::count_sql())), std::string::npos);
   EXPECT_EQ(g.decide(), Result::skipped);
   EXPECT_FALSE(g.active());
+  // The skipped batch held the Parse of the count statement: it is sent again.
+  sends = g.start(RowGuard::Mode::extended, spec(5), wire::build_execute(""));
+  EXPECT_NE(sends[0].bytes.find(std::string(RowGuard::count_sql())), std::string::npos);
 }
 
 TEST(RowGuard, ParameterStatusAndFatalFromInjectedMessagesReachTheClient) {
