@@ -31,9 +31,14 @@ void ResponseTracker::sent(char tag, Sender sender, std::uint32_t step) {
     case wire::fe::kExecute:
       kind = Kind::execute;
       break;
+    case wire::fe::kCopyDone:
+    case wire::fe::kCopyFail:
+      copy_in_ = false;
+      return;
     default:
-      return;  // Flush, CopyData, CopyDone, CopyFail, Terminate: no answer of their own
+      return;  // Flush, CopyData, Terminate: no answer of their own
   }
+  if (copy_in_ && kind == Kind::sync) return;  // ignored by the server during copy-in
   if (skipping_) {
     if (kind != Kind::sync) return;  // the server will skip it without a word
     skipping_ = false;
@@ -94,6 +99,18 @@ ResponseTracker::Answer ResponseTracker::on_server(char tag) {
     case Kind::execute:
       a.ends = tag == wire::be::kCommandComplete || tag == wire::be::kEmptyQueryResponse ||
                tag == wire::be::kPortalSuspended;
+      if (tag == wire::be::kCopyInResponse) {
+        // Syncs sent before the data will be ignored; later ones until CopyDone too.
+        copy_in_ = true;
+        for (std::size_t i = 1; i < pending_.size();) {
+          if (pending_[i].kind != Kind::sync) {
+            ++i;
+            continue;
+          }
+          if (pending_[i].sender != Sender::client) --guard_pending_;
+          pending_.erase(pending_.begin() + static_cast<std::ptrdiff_t>(i));
+        }
+      }
       break;
   }
   if (tag == wire::be::kErrorResponse) {

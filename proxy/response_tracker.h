@@ -9,6 +9,8 @@
 //   EmptyQueryResponse or PortalSuspended (after DataRows or a COPY).
 //   An ErrorResponse to an extended-protocol message ends it, and the server then skips every
 //   message up to the next Sync without answering it.
+//   While an Execute is in COPY FROM STDIN the server ignores Sync (libpq sends one before
+//   the data and another after CopyDone).
 // Sans-io: no sockets here, so it is unit-tested on tags (tests/unit/wire).
 #pragma once
 
@@ -68,6 +70,8 @@ class ResponseTracker {
   std::deque<Entry> pending_;
   std::size_t guard_pending_ = 0;
   bool skipping_ = false;
+  // An Execute is in COPY FROM STDIN: the server ignores Sync until CopyDone / CopyFail.
+  bool copy_in_ = false;
 };
 
 }  // namespace pgmoat::proxy

@@ -31,6 +31,15 @@ std::int64_t limited_tag_rows(std::string_view msg) {
   return 0;
 }
 
+// FATAL or PANIC: the server is about to close the connection; the client must see why.
+bool is_fatal(std::string_view msg) {
+  auto fields = wire::parse_error(bytes_of(msg));
+  if (!fields) return false;
+  const std::string* sev = fields->get('V');
+  if (sev == nullptr) sev = fields->get('S');
+  return sev != nullptr && (*sev == "FATAL" || *sev == "PANIC");
+}
+
 }  // namespace
 
 std::string_view RowGuard::count_sql() {
@@ -114,6 +123,7 @@ std::optional<std::string> RowGuard::on_message(Sender sender, std::uint32_t ste
                                                 std::string_view msg) {
   if (msg.empty()) return std::nullopt;
   const char tag = msg[0];
+  if (tag == wire::be::kErrorResponse && is_fatal(msg)) return std::string(msg);
   if (sender == Sender::guarded) {
     answered_ = true;
     if (tag == wire::be::kErrorResponse) client_error_ = true;
@@ -135,17 +145,11 @@ std::optional<std::string> RowGuard::on_message(Sender sender, std::uint32_t ste
     held_.emplace_back(msg);
     return std::nullopt;
   }
-  // Injected: settings changes and notifications still belong to the client, and so does a
-  // FATAL error (the server is about to close the connection).
+  // Injected: settings changes and notifications still belong to the client.
   if (tag == wire::be::kParameterStatus || tag == wire::be::kNotificationResponse) {
     return std::string(msg);
   }
-  if (tag == wire::be::kErrorResponse) {
-    auto fields = wire::parse_error(bytes_of(msg));
-    const std::string* sev = fields ? fields->get('V') : nullptr;
-    if (fields && sev == nullptr) sev = fields->get('S');
-    if (sev != nullptr && (*sev == "FATAL" || *sev == "PANIC")) return std::string(msg);
-  }
+
   switch (step) {
     case kBefore:
     case kAfter:
@@ -184,12 +188,15 @@ RowGuard::Result RowGuard::decide() {
 }
 
 RowGuard::Result RowGuard::judge() {
+  // Refusals pgmoat must make whatever the statement did: what it holds is incomplete, or its
+  // own first count failed (between simple Queries that also aborts the client's statement).
+  if (too_large_) return Result::too_large;
+  if (mode_ != Mode::extended && error_step_ == kBefore) return Result::count_failed;
   if (client_error_) return Result::client_failed;
   if (!answered_) {
     if (mode_ == Mode::extended && error_step_ == kBefore) return Result::before_failed;
     return Result::skipped;
   }
-  if (too_large_) return Result::too_large;
   if (error_step_ || !count_error_.empty() || !before_read_ || !after_read_) {
     if (count_error_.empty()) count_error_ = "the row count query did not complete";
     return Result::count_failed;
@@ -207,7 +214,8 @@ RowGuard::Result RowGuard::judge() {
     delta_[table] = d;
     total += std::max<std::int64_t>(0, d.first) + std::max<std::int64_t>(0, d.second);
   }
-  rows_ = std::max({total, tag_rows_, returned_rows_});
+  // RETURNING rows are the statement's own only when the query string has one statement.
+  rows_ = std::max({total, tag_rows_, spec_->single_statement ? returned_rows_ : 0});
   if (rows_ > spec_->max_rows && spec_->enforce) return Result::over;
   return Result::pass;
 }

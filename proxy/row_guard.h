@@ -90,8 +90,8 @@ class RowGuard {
   const GuardSpec& spec() const { return *spec_; }
 
   // One whole server message answering a guarded or injected message. Returns the bytes to
-  // deliver to the client right away (ParameterStatus and notifications of injected
-  // messages), usually nothing.
+  // deliver to the client right away (a FATAL error; ParameterStatus and notifications of
+  // injected messages), usually nothing.
   std::optional<std::string> on_message(Sender sender, std::uint32_t step, std::string_view msg);
 
   // A guarded answer message too large to hold arrived (it was not kept).
@@ -104,6 +104,8 @@ class RowGuard {
   std::string breakdown() const;
   // The server's message when a count failed, or "track_counts is off".
   const std::string& count_error() const { return count_error_; }
+  // A count failed with an error from the server (its transaction is aborted).
+  bool count_errored() const { return error_step_.has_value(); }
   // before_failed: the server's ErrorResponse, to deliver in place of the statement's answer.
   const std::string& error_message() const { return error_bytes_; }
 

@@ -740,7 +740,13 @@ asio::awaitable<bool> Session::run_guard(std::shared_ptr<const GuardSpec> spec, 
   RowGuard::Mode mode = RowGuard::Mode::extended;
   if (simple) {
     // The transaction state decides how to wrap the query: wait until everything sent
-    // before it is answered (a simple-protocol client is waiting anyway).
+    // before it is answered (a simple-protocol client is waiting anyway). Extended messages
+    // without a Sync are answered only once the server flushes: ask it to.
+    if (extended_open_ && !tracker_.idle()) {
+      std::vector<RowGuard::Send> flush_first;
+      flush_first.push_back(RowGuard::Send{wire::build_flush(), Sender::client, 0});
+      if (!co_await send_tracked(std::move(flush_first))) co_return false;
+    }
     while (!tracker_.idle() && !closed_) co_await wait_guard_signal();
     if (closed_) co_return false;
     mode = info_.transaction_status == 'T' ? RowGuard::Mode::simple_block
@@ -782,13 +788,20 @@ void Session::on_guard_message(std::string_view message, Outbox& out) {
 
 void Session::guard_decide(Outbox& out) {
   using Result = RowGuard::Result;
-  const Result result = guard_.decide();
+  Result result = guard_.decide();
+  // Not enforced (log rule, monitor mode) and nothing went wrong on the server (track_counts
+  // is off): the statement goes on, and the trail says it was not counted.
+  if (result == Result::count_failed && !guard_.spec().enforce && !guard_.count_errored()) {
+    gate_.record_unenforced_over(guard_);
+    result = Result::pass;
+  }
   const RowGuard::Mode mode = guard_.mode();
   const bool idle_mode = mode == RowGuard::Mode::simple_idle;
   switch (result) {
     case Result::pass:
     case Result::client_failed:
-      if (result == Result::pass && guard_.rows() > guard_.spec().max_rows) {
+      if (result == Result::pass && guard_.rows() > guard_.spec().max_rows &&
+          guard_.count_error().empty()) {
         gate_.record_unenforced_over(guard_);
       }
       if (idle_mode) {

@@ -701,8 +701,9 @@ std::string StatementGate::refuse_guarded(const RowGuard& g, RowGuard::Result r,
 
 void StatementGate::record_unenforced_over(const RowGuard& g) {
   const GuardSpec& spec = g.spec();
-  spdlog::warn("session {} {}@{}: {} (would have been refused: {} rows, limit {})", info_.id,
-               info_.user, info_.database, spec.message, g.rows(), spec.max_rows);
+  spdlog::warn("session {} {}@{}: {} (not enforced: {} rows, limit {}{})", info_.id, info_.user,
+               info_.database, spec.message, g.rows(), spec.max_rows,
+               g.count_error().empty() ? std::string() : "; not counted: " + g.count_error());
   if (services_ == nullptr || !services_->audit || !spec.classification ||
       spec.statement >= spec.classification->statements.size()) {
     return;
@@ -711,9 +712,14 @@ void StatementGate::record_unenforced_over(const RowGuard& g) {
                            audit::EventType::kWouldRefuse);
   e.decision = "would_refuse";
   e.rule = spec.rule;
-  e.would_have_affected_rows = g.rows();
-  e.detail = spec.message + " (" + std::to_string(g.rows()) + " rows, limit " +
-             std::to_string(spec.max_rows) + "): " + g.breakdown();
+  if (!g.count_error().empty()) {
+    e.decision = "would_refuse_uncounted";
+    e.detail = "not counted (" + g.count_error() + "); limit " + std::to_string(spec.max_rows);
+  } else {
+    e.would_have_affected_rows = g.rows();
+    e.detail = spec.message + " (" + std::to_string(g.rows()) + " rows, limit " +
+               std::to_string(spec.max_rows) + "): " + g.breakdown();
+  }
   append_async(services_->audit.get(), encode(e));
 }
 
@@ -751,6 +757,12 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(const wire::Pars
   // A refused Parse never creates the statement: executing it runs nothing to audit.
   for (const auto& st : c->statements) p.audited = p.audited || is_audited(st);
   p.audited = !v.refused && (p.audited || !c->ok || !p.approval_id.empty());
+  // A named statement cannot be parsed again before it is closed: the server refuses the new
+  // Parse and keeps the old statement, so keep its limit too (Close forgets it).
+  if (!parse.name.empty() && !p.guard) {
+    if (auto old = statements_.find(parse.name); old != statements_.end())
+      p.guard = old->second.guard;
+  }
   statements_[std::string(parse.name)] = std::move(p);
   co_return v;
 }
@@ -810,11 +822,7 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_execute(wire::Bytes me
   running_.push_back(r);
   Verdict v;
   if (portal) {
-    if (auto pit = portals_.find(*portal); pit != portals_.end()) {
-      if (auto sit = statements_.find(pit->second); sit != statements_.end()) {
-        v.guard = sit->second.guard;
-      }
-    }
+    if (auto git = portal_guards_.find(*portal); git != portal_guards_.end()) v.guard = git->second;
   }
   co_return v;
 }
@@ -825,6 +833,12 @@ void StatementGate::on_client_message(wire::Bytes message) {
     case wire::fe::kBind:
       if (auto b = wire::parse_bind_names(message)) {
         portals_[std::string(b->portal)] = std::string(b->statement);
+        if (auto sit = statements_.find(b->statement);
+            sit != statements_.end() && sit->second.guard) {
+          portal_guards_[std::string(b->portal)] = sit->second.guard;
+        } else {
+          portal_guards_.erase(std::string(b->portal));
+        }
         if (services_->audit_settings.parameters) {
           auto values = wire::parse_bind_values(message);
           // A Bind too large to hold whole arrives in pieces: say so rather than guess.
@@ -843,6 +857,9 @@ void StatementGate::on_client_message(wire::Bytes message) {
         } else {
           auto it = portals_.find(t->second);
           if (it != portals_.end()) portals_.erase(it);
+          if (auto g = portal_guards_.find(t->second); g != portal_guards_.end()) {
+            portal_guards_.erase(g);
+          }
         }
       }
       break;

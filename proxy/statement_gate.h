@@ -173,6 +173,9 @@ class StatementGate {
   std::deque<std::uint64_t> groups_;  // one per ReadyForQuery the server owes
   std::map<std::string, Prepared, std::less<>> statements_;  // prepared statement name
   std::map<std::string, std::string, std::less<>> portals_;  // portal name -> statement name
+  // The row limit of the statement each portal was bound to, fixed at Bind: a later Parse of
+  // the same (unnamed) statement name does not change what the portal runs.
+  std::map<std::string, std::shared_ptr<const GuardSpec>, std::less<>> portal_guards_;
   // SQL-level PREPARE name AS ...: what the body does, so EXECUTE name is judged like it.
   struct SqlPrepared {
     parser::ClassSet classes = 0;

@@ -344,3 +344,77 @@ def test_default_config_limits_untrusted_clients(pg, pgmoat_factory):
     r = mu.psql(moat.endpoint, f"UPDATE {t} SET v = 1 WHERE id <= 500")
     assert r.returncode == 0, r.stderr
     assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE v = 1") == 500
+
+
+# ------------------------------------------------------------------ raw protocol edge cases
+
+def _ext(kind: bytes, *parts: bytes) -> bytes:
+    import pgwire
+    return pgwire.message(kind, b"".join(parts))
+
+
+def _cstr(s: str) -> bytes:
+    return s.encode() + b"\0"
+
+
+def _parse(name: str, sql: str) -> bytes:
+    return _ext(b"P", _cstr(name), _cstr(sql), b"\0\0")
+
+
+def _bind(portal: str, stmt: str) -> bytes:
+    return _ext(b"B", _cstr(portal), _cstr(stmt), b"\0\0", b"\0\0", b"\0\0")
+
+
+def _execute(portal: str) -> bytes:
+    return _ext(b"E", _cstr(portal), b"\0\0\0\0")
+
+
+SYNC = b"S\0\0\0\4"
+FLUSH = b"H\0\0\0\4"
+
+
+def test_reparsing_the_unnamed_statement_does_not_unguard_a_bound_portal(pg, moat):
+    """Bind the unnamed portal to a DELETE, then Parse the unnamed statement again as a
+    SELECT before executing the portal: the portal still runs the DELETE, and is guarded."""
+    import pgwire
+    t = table(pg, "rg_rebind", 500)
+    with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
+        c.startup("postgres")
+        c.send(_parse("", f"DELETE FROM {t} WHERE id > 0") + _bind("", "") +
+               _parse("", "SELECT 1") + _execute("") + SYNC)
+        msgs = c.read_until(b"Z")
+        err = pgwire.first_error(msgs)
+        assert err is not None and err.get("C") == "42501", msgs
+        assert "It touched 500 rows" in err.get("D", ""), err
+    assert n(pg, t) == 500
+
+
+def test_a_rejected_reparse_of_a_named_statement_keeps_its_limit(pg, moat):
+    import pgwire
+    t = table(pg, "rg_named", 500)
+    with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
+        c.startup("postgres")
+        c.send(_parse("s", f"DELETE FROM {t} WHERE id > 0") + SYNC)
+        assert pgwire.first_error(c.read_until(b"Z")) is None
+        # Postgres refuses this Parse (42P05): "s" is still the DELETE
+        c.send(_parse("s", "SELECT 1") + SYNC)
+        assert pgwire.first_error(c.read_until(b"Z")).get("C") == "42P05"
+        c.send(_bind("p", "s") + _execute("p") + SYNC)
+        err = pgwire.first_error(c.read_until(b"Z"))
+        assert err is not None and err.get("C") == "42501", err
+    assert n(pg, t) == 500
+
+
+def test_simple_query_after_unsynced_extended_messages(pg, moat):
+    """Parse/Bind/Execute without Sync, then a guarded simple Query: pgmoat asks the server
+    to flush rather than wait for answers that would never come."""
+    import pgwire
+    t = table(pg, "rg_unsynced", 50)
+    with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port, timeout=10) as c:
+        c.startup("postgres")
+        c.send(_parse("", "SELECT 7") + _bind("", "") + _execute(""))
+        c.send(pgwire.query(f"DELETE FROM {t} WHERE id <= 5"))
+        msgs = c.read_until(b"Z")
+        assert pgwire.first_error(msgs) is None, msgs
+        assert [m for m in msgs if m[0] == b"C"][-1][1].startswith(b"DELETE 5"), msgs
+    assert n(pg, t) == 45

@@ -121,6 +121,22 @@ TEST(ResponseTracker, SentAllWalksBackToBackMessages) {
   EXPECT_TRUE(t.idle());
 }
 
+TEST(ResponseTracker, ExtendedCopyFromStdinIgnoresTheSyncsSentDuringIt) {
+  // libpq: Parse Bind Describe Execute Sync, then (after CopyInResponse) CopyData, CopyDone
+  // and a second Sync. The server ignores Syncs during copy-in: one ReadyForQuery in all.
+  ResponseTracker t;
+  for (char c : std::string("PBDES")) t.sent(c);
+  EXPECT_EQ(attribute(t, "12nG"), "CCCc");
+  t.sent('d');
+  t.sent('S');  // would also be ignored if sent before CopyDone
+  t.sent('c');
+  t.sent('S');
+  EXPECT_EQ(attribute(t, "CZ"), "CC");
+  EXPECT_TRUE(t.idle());
+  t.sent('Q', Sender::injected, 2);
+  EXPECT_EQ(attribute(t, "CZ"), "iI");  // the next answer is not mistaken for the client's
+}
+
 TEST(ResponseTracker, ReadyForQueryOutOfStepResynchronises) {
   ResponseTracker t;
   t.sent('P');

@@ -209,6 +209,50 @@ TEST(RowGuard, ACommitErrorFollowsTheHeldAnswer) {
   EXPECT_EQ(out[2], wire::ready_for_query('I'));
 }
 
+TEST(RowGuard, SelectRowsOfAnotherStatementDoNotCount) {
+  auto s = spec(3);
+  s->single_statement = false;  // SELECT * FROM big; UPDATE t ... WHERE id = 1
+  RowGuard g;
+  g.start(RowGuard::Mode::simple_block, s, wire::build_query("..."));
+  count(g, RowGuard::kBefore, {});
+  for (int i = 0; i < 10; ++i) g.on_message(Sender::guarded, 0, data_row({std::to_string(i)}));
+  g.on_message(Sender::guarded, 0, complete("SELECT 10"));
+  g.on_message(Sender::guarded, 0, complete("UPDATE 1"));
+  count(g, RowGuard::kAfter, {{"public.t", 0, 1}});
+  EXPECT_EQ(g.decide(), Result::pass);
+  EXPECT_EQ(g.rows(), 1);
+  EXPECT_EQ(g.take_held().size(), 12u);
+}
+
+TEST(RowGuard, TooLargeWinsOverTheStatementsOwnError) {
+  // An answer over kMaxHeldBytes followed by an error: the client must get the refusal, not
+  // an empty answer.
+  RowGuard g;
+  g.start(RowGuard::Mode::simple_block, spec(5), wire::build_query("..."));
+  count(g, RowGuard::kBefore, {});
+  g.note_oversized();
+  g.on_message(Sender::guarded, 0, wire::error_response("ERROR", "22012", "division by zero"));
+  EXPECT_EQ(g.decide(), Result::too_large);
+}
+
+TEST(RowGuard, AFailedFirstCountBetweenSimpleQueriesIsACountFailure) {
+  RowGuard g;
+  g.start(RowGuard::Mode::simple_block, spec(5), wire::build_query("..."));
+  g.on_message(Sender::injected, RowGuard::kBefore,
+               wire::error_response("ERROR", "26000", "prepared statement does not exist"));
+  // the client's statement then failed only because the transaction was aborted
+  g.on_message(Sender::guarded, 0, wire::error_response("ERROR", "25P02", "aborted"));
+  EXPECT_EQ(g.decide(), Result::count_failed);
+  EXPECT_TRUE(g.count_errored());
+}
+
+TEST(RowGuard, FatalInTheHeldAnswerIsDeliveredAtOnce) {
+  RowGuard g;
+  g.start(RowGuard::Mode::simple_block, spec(5), wire::build_query("..."));
+  auto fatal = wire::error_response("FATAL", "57P01", "terminating connection");
+  EXPECT_EQ(g.on_message(Sender::guarded, 0, fatal), fatal);
+}
+
 TEST(RowGuard, AFailedCountRefuses) {
   RowGuard g;
   g.start(RowGuard::Mode::simple_block, spec(5), wire::build_query("..."));
