@@ -688,11 +688,7 @@ void Session::deliver(char tag, wire::Bytes bytes, Outbox& out, bool copy) {
       break;
     case wire::be::kErrorResponse: {
       auto fields = wire::parse_error(bytes);
-      if (fields) {
-        const std::string* sev = fields->get('V');
-        if (sev == nullptr) sev = fields->get('S');
-        fatal_seen_ = fatal_seen_ || (sev != nullptr && (*sev == "FATAL" || *sev == "PANIC"));
-      }
+      if (fields && fields->fatal()) fatal_seen_ = true;
       if (auto rewritten = gate_.on_error(fields ? &*fields : nullptr)) {
         out.add_copy(*rewritten);
       } else {

@@ -681,15 +681,11 @@ std::string StatementGate::refuse_guarded(const RowGuard& g, RowGuard::Result r,
                     ? " Nothing was changed: pgmoat rolled the statement back before it "
                       "could commit."
                     : " Nothing it did can commit: the transaction it ran in is aborted.";
-  if (services_ != nullptr && services_->audit && spec.classification &&
-      spec.statement < spec.classification->statements.size()) {
-    auto e = statement_event(spec.classification->statements[spec.statement],
-                             audit::EventType::kRefusal);
-    e.decision = r == RowGuard::Result::over ? "row_limit" : "row_limit_uncounted";
-    e.rule = spec.rule;
-    if (r == RowGuard::Result::over) e.would_have_affected_rows = g.rows();
-    e.detail = ref.message + ". " + ref.detail;
-    append_async(services_->audit.get(), encode(e));
+  if (auto e = guard_event(spec, audit::EventType::kRefusal)) {
+    e->decision = r == RowGuard::Result::over ? "row_limit" : "row_limit_uncounted";
+    if (r == RowGuard::Result::over) e->would_have_affected_rows = g.rows();
+    e->detail = ref.message + ". " + ref.detail;
+    append_async(services_->audit.get(), encode(*e));
   }
   if (in_place) {
     spdlog::warn("session {} {}@{}: {} ({})", info_.id, info_.user, info_.database, ref.message,
@@ -704,23 +700,29 @@ void StatementGate::record_unenforced_over(const RowGuard& g) {
   spdlog::warn("session {} {}@{}: {} (not enforced: {} rows, limit {}{})", info_.id, info_.user,
                info_.database, spec.message, g.rows(), spec.max_rows,
                g.count_error().empty() ? std::string() : "; not counted: " + g.count_error());
+  auto e = guard_event(spec, audit::EventType::kWouldRefuse);
+  if (!e) return;
+  if (!g.count_error().empty()) {
+    e->decision = "would_refuse_uncounted";
+    e->detail = "not counted (" + g.count_error() + "); limit " + std::to_string(spec.max_rows);
+  } else {
+    e->decision = "would_refuse";
+    e->would_have_affected_rows = g.rows();
+    e->detail = spec.message + " (" + std::to_string(g.rows()) + " rows, limit " +
+                std::to_string(spec.max_rows) + "): " + g.breakdown();
+  }
+  append_async(services_->audit.get(), encode(*e));
+}
+
+std::optional<audit::Event> StatementGate::guard_event(const GuardSpec& spec,
+                                                       audit::EventType type) {
   if (services_ == nullptr || !services_->audit || !spec.classification ||
       spec.statement >= spec.classification->statements.size()) {
-    return;
+    return std::nullopt;
   }
-  auto e = statement_event(spec.classification->statements[spec.statement],
-                           audit::EventType::kWouldRefuse);
-  e.decision = "would_refuse";
+  auto e = statement_event(spec.classification->statements[spec.statement], type);
   e.rule = spec.rule;
-  if (!g.count_error().empty()) {
-    e.decision = "would_refuse_uncounted";
-    e.detail = "not counted (" + g.count_error() + "); limit " + std::to_string(spec.max_rows);
-  } else {
-    e.would_have_affected_rows = g.rows();
-    e.detail = spec.message + " (" + std::to_string(g.rows()) + " rows, limit " +
-               std::to_string(spec.max_rows) + "): " + g.breakdown();
-  }
-  append_async(services_->audit.get(), encode(e));
+  return e;
 }
 
 asio::awaitable<StatementGate::Verdict> StatementGate::on_query(std::string_view sql) {

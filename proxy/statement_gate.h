@@ -125,6 +125,9 @@ class StatementGate {
   const policy::SessionContext& context();
   bool is_audited(const parser::Statement& st) const;
   audit::Event statement_event(const parser::Statement& st, audit::EventType type);
+  // The record of a row-guard verdict on the statement the limit came from; nullopt when the
+  // audit trail is off.
+  std::optional<audit::Event> guard_event(const GuardSpec& spec, audit::EventType type);
   std::string encode(const audit::Event& e);
   void audit_async(audit::Event e);
   void audit_outcome(const Running& r, audit::Outcome outcome);

@@ -130,6 +130,12 @@ std::string ErrorFields::message() const {
   return s != nullptr ? *s : std::string();
 }
 
+bool ErrorFields::fatal() const {
+  const std::string* sev = get('V');  // not localized
+  if (sev == nullptr) sev = get('S');
+  return sev != nullptr && (*sev == "FATAL" || *sev == "PANIC");
+}
+
 std::optional<ErrorFields> parse_error(Bytes message) {
   if (message.empty()) return std::nullopt;
   char tag = static_cast<char>(message[0]);
@@ -333,18 +339,21 @@ std::string build_close(char kind, std::string_view name) {
   return out;
 }
 
-std::string build_sync() {
+namespace {
+std::string bodiless(char tag) {
   std::string out;
-  std::size_t at = begin_message(out, fe::kSync);
+  std::size_t at = begin_message(out, tag);
   finish_message(out, at);
   return out;
 }
+}  // namespace
+
+std::string build_sync() {
+  return bodiless(fe::kSync);
+}
 
 std::string build_flush() {
-  std::string out;
-  std::size_t at = begin_message(out, fe::kFlush);
-  finish_message(out, at);
-  return out;
+  return bodiless(fe::kFlush);
 }
 
 std::optional<std::vector<std::optional<std::string_view>>> parse_data_row(Bytes message) {

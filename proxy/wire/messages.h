@@ -41,6 +41,8 @@ struct ErrorFields {
   const std::string* get(char code) const;
   std::string sqlstate() const;
   std::string message() const;
+  // Severity FATAL or PANIC: the server closes the connection after it.
+  bool fatal() const;
 };
 std::optional<ErrorFields> parse_error(Bytes message);
 std::string build_error(const ErrorFields& fields, char tag = 'E');
