@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -181,9 +182,55 @@ void AuditLog::append(std::string record, Done done) {
       call(done, false);
       return;
     }
-    queue_.push_back(Pending{std::move(record), std::move(done)});
+    queue_.push_back(Pending{std::move(record), std::move(done), next_ticket_++});
+    ++waited_in_queue_;
   }
   cv_.notify_one();
+}
+
+std::uint64_t AuditLog::append_deferred(std::string record) {
+  const bool valid = record.size() >= 2 && record.front() == '{' && record.back() == '}';
+  if (!valid) spdlog::error("audit: refusing a record that is not a JSON object");
+  std::uint64_t ticket = 0;
+  bool wake = false;
+  {
+    std::unique_lock lk(mu_);
+    ticket = next_ticket_++;
+    if (!valid || stopping_) {
+      // Never written: counted as failed, so a sync() covering it answers false.
+      mark_failed_through(ticket);
+      ++stats_.failed;
+      return ticket;
+    }
+    // The writer is woken once per batch of deferred records (to set its lazy_sync timer),
+    // or when enough have piled up, not for each one.
+    if (queue_.empty()) queued_since_ = std::chrono::steady_clock::now();
+    wake = queue_.empty() || queue_.size() + 1 >= kDeferredWake;
+    queue_.push_back(Pending{std::move(record), {}, ticket});
+  }
+  if (wake) cv_.notify_one();
+  return ticket;
+}
+
+void AuditLog::sync(std::uint64_t since, std::uint64_t through, Done done) {
+  {
+    std::unique_lock lk(mu_);
+    if (!stopping_) {
+      sync_waiters_.push_back(SyncWaiter{since, through, std::move(done)});
+      lk.unlock();
+      cv_.notify_one();
+      return;
+    }
+  }
+  // Stopping: the writer's last round has synced everything it will.
+  call(done, synced(since, through).value_or(false));
+}
+
+std::optional<bool> AuditLog::synced(std::uint64_t since, std::uint64_t through) const {
+  since = std::max<std::uint64_t>(since, 1);
+  if (failed_.load(std::memory_order_acquire) >= since) return false;
+  if (resolved_.load(std::memory_order_acquire) < through) return std::nullopt;
+  return failed_.load(std::memory_order_acquire) < since;
 }
 
 bool AuditLog::append_sync(std::string record) {
@@ -219,51 +266,122 @@ AuditLog::Stats AuditLog::stats() const {
 }
 
 void AuditLog::run() {
+  using Clock = std::chrono::steady_clock;
   for (;;) {
     std::vector<Pending> batch;
     std::vector<std::function<void(bool)>> rotations;
+    std::vector<SyncWaiter> waiters;
     bool stop = false;
+    std::uint64_t issued = 0;
+    Clock::time_point batch_since;
     {
       std::unique_lock lk(mu_);
-      auto ready = [this] { return stopping_ || !queue_.empty() || !rotate_requests_.empty(); };
-      if (healthy()) {
-        cv_.wait(lk, ready);
-      } else {
-        cv_.wait_for(lk, options_.retry_interval, ready);
-      }
+      wait_for_work(lk);
+      batch_since = queued_since_;
       batch.swap(queue_);
       rotations.swap(rotate_requests_);
+      waiters.swap(sync_waiters_);
       stop = stopping_;
+      issued = next_ticket_ - 1;
+      waited_in_queue_ = 0;
     }
-    if (!healthy() && std::chrono::steady_clock::now() - last_retry_ >= options_.retry_interval) {
+    if (!healthy() && Clock::now() - last_retry_ >= options_.retry_interval) {
       try_recover();
     }
     for (auto& done : rotations) {
       const bool ok = healthy() && do_rotate("rotate requested");
       done(ok);
     }
+    // Sync when somebody waits, and for deferred records once they have waited long enough.
+    bool sync =
+        stop || !waiters.empty() || (dirty_ && Clock::now() >= dirty_since_ + options_.lazy_sync);
+    for (const auto& p : batch) sync = sync || static_cast<bool>(p.done);
     if (!batch.empty()) {
       if (healthy()) {
-        write_batch(batch);
+        write_batch(batch, sync);
       } else {
         fail(batch, 0, batch.size());
       }
+    } else if (sync && dirty_ && healthy()) {
+      sync_written();
     }
+    publish(issued, waiters);
     if (stop) {
       std::lock_guard lk(mu_);
-      if (queue_.empty() && rotate_requests_.empty()) break;
+      if (queue_.empty() && rotate_requests_.empty() && sync_waiters_.empty()) break;
     }
   }
 }
 
-void AuditLog::write_batch(std::vector<Pending>& batch) {
+void AuditLog::wait_for_work(std::unique_lock<std::mutex>& lk) {
+  auto urgent = [this] {
+    return stopping_ || waited_in_queue_ > 0 || !rotate_requests_.empty() ||
+           !sync_waiters_.empty() || queue_.size() >= kDeferredWake;
+  };
+  if (!healthy()) {
+    cv_.wait_for(lk, options_.retry_interval, [&] { return urgent() || !queue_.empty(); });
+    return;
+  }
+  while (!urgent()) {
+    // Deferred records, queued or written without a sync, are due a lazy_sync after the first.
+    std::optional<std::chrono::steady_clock::time_point> due;
+    if (dirty_) due = dirty_since_ + options_.lazy_sync;
+    if (!queue_.empty()) {
+      const auto q = queued_since_ + options_.lazy_sync;
+      due = due ? std::min(*due, q) : q;
+    }
+    if (!due) {
+      cv_.wait(lk);
+    } else if (std::chrono::steady_clock::now() >= *due ||
+               cv_.wait_until(lk, *due) == std::cv_status::timeout) {
+      return;
+    }
+  }
+}
+
+void AuditLog::publish(std::uint64_t issued, std::vector<SyncWaiter>& waiters) {
+  // Written but not synced records are not resolved yet; everything else up to `issued` was
+  // written and synced, or failed.
+  if (!dirty_) resolved_.store(issued, std::memory_order_release);
+  std::vector<SyncWaiter> later;
+  for (auto& w : waiters) {
+    if (auto ok = synced(w.since, w.through)) {
+      call(w.done, *ok);
+    } else {
+      later.push_back(std::move(w));
+    }
+  }
+  if (later.empty()) return;
+  std::lock_guard lk(mu_);
+  for (auto& w : later) sync_waiters_.push_back(std::move(w));
+}
+
+void AuditLog::mark_failed_through(std::uint64_t ticket) {
+  std::uint64_t f = failed_.load(std::memory_order_relaxed);
+  while (f < ticket && !failed_.compare_exchange_weak(f, ticket, std::memory_order_acq_rel)) {
+  }
+}
+
+bool AuditLog::sync_written() {
+  if (!dirty_) return true;
+  if (::fdatasync(fd_) != 0) {
+    mark_unhealthy(errno_text("fdatasync"));
+    return false;
+  }
+  dirty_ = false;
+  std::lock_guard lk(mu_);
+  stats_.syncs += 1;
+  return true;
+}
+
+void AuditLog::write_batch(std::vector<Pending>& batch, bool sync) {
   std::size_t first = 0;
   std::uint64_t pending = 0;  // estimated bytes of batch[first, i)
   for (std::size_t i = 0; i < batch.size(); ++i) {
     const std::uint64_t estimate = batch[i].record.size() + 100 + rotated_from_.size();
     if (options_.rotate_bytes != 0 && file_size_ + pending > 0 &&
         file_size_ + pending + estimate > options_.rotate_bytes) {
-      if (i > first && !commit(batch, first, i)) {
+      if (i > first && !commit(batch, first, i, true)) {
         fail(batch, i, batch.size());
         return;
       }
@@ -277,10 +395,10 @@ void AuditLog::write_batch(std::vector<Pending>& batch) {
     }
     pending += estimate;
   }
-  if (!commit(batch, first, batch.size())) return;
+  if (!commit(batch, first, batch.size(), sync)) return;
 }
 
-bool AuditLog::commit(std::vector<Pending>& batch, std::size_t first, std::size_t last) {
+bool AuditLog::commit(std::vector<Pending>& batch, std::size_t first, std::size_t last, bool sync) {
   std::string buf;
   std::size_t total = 0;
   for (std::size_t k = first; k < last; ++k) total += batch[k].record.size() + 100;
@@ -301,7 +419,7 @@ bool AuditLog::commit(std::vector<Pending>& batch, std::size_t first, std::size_
     error = "audit file is not open";
   } else if (!write_all(buf, error)) {
     // error set by write_all
-  } else if (options_.fsync && ::fdatasync(fd_) != 0) {
+  } else if (options_.fsync && sync && ::fdatasync(fd_) != 0) {
     error = errno_text("fdatasync");
   } else {
     struct stat st {};
@@ -317,6 +435,14 @@ bool AuditLog::commit(std::vector<Pending>& batch, std::size_t first, std::size_
     fail(batch, first, last);
     return false;
   }
+  if (options_.fsync) {
+    if (sync) {
+      dirty_ = false;
+    } else if (!dirty_) {
+      dirty_ = true;
+      dirty_since_ = std::chrono::steady_clock::now();
+    }
+  }
   file_size_ += buf.size();
   next_seq_ = seq;
   last_hash_ = std::move(hash);
@@ -325,6 +451,7 @@ bool AuditLog::commit(std::vector<Pending>& batch, std::size_t first, std::size_
     std::lock_guard lk(mu_);
     stats_.records += last - first;
     stats_.batches += 1;
+    if (options_.fsync && sync) stats_.syncs += 1;
   }
   for (std::size_t k = first; k < last; ++k) call(batch[k].done, true);
   return true;
@@ -349,9 +476,10 @@ bool AuditLog::write_all(const std::string& bytes, std::string& error) {
 }
 
 void AuditLog::fail(std::vector<Pending>& batch, std::size_t first, std::size_t last) {
-  std::uint64_t callers = 0;  // the writer's own records (no done) are not counted
+  std::uint64_t callers = 0;  // the writer's own records (ticket 0) are not counted
   for (std::size_t k = first; k < last; ++k) {
-    if (batch[k].done) ++callers;
+    if (batch[k].ticket != 0) ++callers;
+    mark_failed_through(batch[k].ticket);
   }
   {
     std::lock_guard lk(mu_);
@@ -378,6 +506,16 @@ void AuditLog::mark_unhealthy(const std::string& error) {
         options_.path, error, options_.retry_interval.count());
     first_error_ = error;
     refused_while_unhealthy_ = 0;
+  }
+  if (dirty_) {
+    // Records written without a sync may not be on disk: every sync() covering them fails.
+    std::uint64_t issued = 0;
+    {
+      std::lock_guard lk(mu_);
+      issued = next_ticket_ - 1;
+    }
+    mark_failed_through(issued);
+    dirty_ = false;
   }
   healthy_.store(false, std::memory_order_release);
   last_retry_ = std::chrono::steady_clock::now();
@@ -427,6 +565,7 @@ void AuditLog::try_recover() {
 
 bool AuditLog::do_rotate(const char* why) {
   if (fd_ >= 0 && file_size_ == 0) return true;  // nothing to rotate
+  if (!sync_written()) return false;  // the old file is complete on disk before it is renamed
   const std::string aside = rotated_name(options_.path, now_us());
   if (::rename(options_.path.c_str(), aside.c_str()) != 0) {
     spdlog::error("audit: cannot rotate {} to {}: {}", options_.path, aside, std::strerror(errno));
@@ -456,8 +595,8 @@ bool AuditLog::write_system_record(const char* type, const std::string& detail) 
   ev.type = *event_type_from_string(type);
   ev.detail = detail;
   std::vector<Pending> one;
-  one.push_back(Pending{encode(Identity{}, ev), {}});
-  return commit(one, 0, 1);
+  one.push_back(Pending{encode(Identity{}, ev), {}, 0});
+  return commit(one, 0, 1, true);
 }
 
 void AuditLog::sync_dir() {

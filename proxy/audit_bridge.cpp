@@ -37,7 +37,20 @@ asio::awaitable<bool> append_durably(audit::AuditLog* log, std::vector<std::stri
 
 void append_async(audit::AuditLog* log, std::string record) {
   if (log == nullptr) return;
-  log->append(std::move(record), [](bool) {});
+  log->append_deferred(std::move(record));
+}
+
+asio::awaitable<bool> sync_records(audit::AuditLog* log, std::uint64_t since,
+                                   std::uint64_t through) {
+  if (log == nullptr || since == 0) co_return true;
+  if (auto ok = log->synced(since, through)) co_return *ok;  // another session's sync covered it
+  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(bool)>(
+      [log, since, through](auto handler) {
+        auto ex = asio::get_associated_executor(handler);
+        auto h = std::make_shared<decltype(handler)>(std::move(handler));
+        log->sync(since, through, [h, ex](bool ok) { asio::post(ex, [h, ok] { (*h)(ok); }); });
+      },
+      asio::use_awaitable);
 }
 
 audit::Identity make_identity(const SessionInfo& info) {

@@ -69,6 +69,11 @@ void reload_gate_services(GateServices& services, const AppConfig& config) {
 void log_cache_stats(const GateServices& services) {
   spdlog::info("classification cache: {} entries, {} hits, {} misses", services.cache.entries(),
                services.cache.hits(), services.cache.misses());
+  if (services.audit) {
+    const auto s = services.audit->stats();
+    spdlog::info("audit: {} records in {} writes and {} fsyncs, {} failed, {} rotations", s.records,
+                 s.batches, s.syncs, s.failed, s.rotations);
+  }
 }
 
 }  // namespace pgmoat::proxy

@@ -39,7 +39,8 @@ std::shared_ptr<GateServices> make_gate_services(const AppConfig& config);
 // SIGHUP: swaps in the new policy and approvers, re-reads the revocation list and rotates the
 // audit file. Never throws.
 void reload_gate_services(GateServices& services, const AppConfig& config);
-// One log line with the classification cache's size and hit/miss counts (SIGHUP, shutdown).
+// Log lines with the classification cache's size and hit/miss counts and the audit writer's
+// record, write and fsync counts (SIGHUP, shutdown).
 void log_cache_stats(const GateServices& services);
 
 }  // namespace pgmoat::proxy

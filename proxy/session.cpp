@@ -603,7 +603,6 @@ asio::awaitable<void> Session::server_to_client() {
   for (;;) {
     auto r = splitter.next(server_in_.readable());
     if (r.status == wire::Splitter::Status::need_more) {
-      if (!out.empty()) co_await gate_.hold_results();
       if (!co_await flush(client_, out)) break;
       server_in_.prepare(r.need);
       auto [ec, n] = co_await server_->read_some(to_buffer(server_in_.writable()));
@@ -658,7 +657,6 @@ asio::awaitable<void> Session::server_to_client() {
       if (guard_waiting_ && tracker_.idle()) guard_signal();
     }
     if (out.bytes() >= kFlushThreshold) {
-      co_await gate_.hold_results();
       if (!co_await flush(client_, out)) break;
     }
   }

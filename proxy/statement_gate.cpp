@@ -118,17 +118,8 @@ const char* kApprovalHint =
 
 }  // namespace
 
-struct StatementGate::AuditFlight {
-  std::uint64_t inflight = 0;
-  bool failed = false;
-  std::optional<asio::steady_timer> waiter;  // cancelled when inflight reaches zero
-};
-
 StatementGate::StatementGate(GateServices* services, SessionInfo& info)
-    : services_(services),
-      info_(info),
-      flight_(std::make_shared<AuditFlight>()),
-      marker_prefix_(std::string(kMarkerWord) + random_hex(12)) {}
+    : services_(services), info_(info), marker_prefix_(std::string(kMarkerWord) + random_hex(12)) {}
 
 bool StatementGate::pipelinable(const parser::Classification& c) const {
   constexpr parser::ClassSet kDml =
@@ -154,34 +145,22 @@ bool StatementGate::commits(const parser::Classification& c) {
   return false;
 }
 
-void StatementGate::append_pipelined(std::vector<std::string> records,
-                                     const asio::any_io_executor& ex) {
-  auto flight = flight_;
-  if (!flight->waiter) {
-    // Never expires: drain() waits on it until the last record's callback cancels it. Set
-    // once, so that two waiters (COMMIT, and the pump holding results) never re-arm it.
-    flight->waiter.emplace(ex, asio::steady_timer::time_point::max());
-  }
+void StatementGate::append_pipelined(std::vector<std::string> records) {
   for (auto& rec : records) {
-    ++flight->inflight;
-    services_->audit->append(std::move(rec), [flight, ex](bool ok) {
-      asio::post(ex, [flight, ok] {
-        if (!ok) flight->failed = true;
-        if (--flight->inflight == 0 && flight->waiter) flight->waiter->cancel();
-      });
-    });
+    const std::uint64_t ticket = services_->audit->append_deferred(std::move(rec));
+    if (flight_.since == 0) flight_.since = ticket;
+    flight_.through = ticket;
   }
-}
-
-asio::awaitable<void> StatementGate::hold_results() {
-  if (flight_->inflight > 0) co_await drain();
 }
 
 asio::awaitable<bool> StatementGate::drain() {
-  while (flight_->inflight > 0) {
-    co_await flight_->waiter->async_wait(asio::as_tuple(asio::use_awaitable));
+  if (flight_.since != 0) {
+    // Not `if (!co_await ...)`: GCC 12 miscompiled that form here (SIGILL on resume).
+    const bool ok = co_await sync_records(services_->audit.get(), flight_.since, flight_.through);
+    if (!ok) flight_.failed = true;
+    flight_.since = flight_.through = 0;
   }
-  co_return !flight_->failed;
+  co_return !flight_.failed;
 }
 
 StatementGate::Verdict StatementGate::refuse_unrecorded(const wire::ParseMsg* parse,
@@ -449,8 +428,8 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
 
   // Before anything else, the fast path included: COMMIT waits for the records of its
   // transaction's writes, and is refused if one could not be written.
-  if ((flight_->inflight > 0 || flight_->failed) && commits(*c)) {
-    if (!co_await drain() || flight_->failed) co_return refuse_commit(parse);
+  if ((flight_.since != 0 || flight_.failed) && commits(*c)) {
+    if (!co_await drain()) co_return refuse_commit(parse);
   }
 
   auto snapshot = services_->policy.load();
@@ -609,7 +588,7 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
       must_wait = true;
     }
     if (must_wait && pipelinable(*c)) {
-      append_pipelined(std::move(records), co_await asio::this_coro::executor);
+      append_pipelined(std::move(records));
     } else if (must_wait) {
       // Write-ahead: the record is on disk before the statement reaches the server.
       if (!co_await append_durably(services_->audit.get(), std::move(records))) {
@@ -779,7 +758,7 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_execute(wire::Bytes me
     if (pit != portals_.end()) {
       auto sit = statements_.find(pit->second);
       if (sit != statements_.end() && commits(*sit->second.classification)) {
-        if (!co_await drain() || flight_->failed) co_return refuse_commit(nullptr, true);
+        if (!co_await drain()) co_return refuse_commit(nullptr, true);
       }
       if (sit != statements_.end() && sit->second.audited && services_->audit) {
         // Each execution of a writing prepared statement is its own audited write.
@@ -814,7 +793,7 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_execute(wire::Bytes me
         std::vector<std::string> records;
         records.push_back(encode(e));
         if (pipelinable(*prep.classification)) {
-          append_pipelined(std::move(records), co_await asio::this_coro::executor);
+          append_pipelined(std::move(records));
         } else if (!co_await append_durably(services_->audit.get(), std::move(records))) {
           co_return refuse_unrecorded(nullptr, true);
         }
@@ -945,9 +924,9 @@ void StatementGate::on_ready(char status) {
   if (status == 'I') {
     if (approval_local_) drop_approval();  // SET LOCAL ends with its transaction
     approval_in_transaction_ = false;
-    // The transaction is over: a failed pipelined record has been refused at COMMIT or
-    // rolled back with it.
-    if (flight_->inflight == 0) flight_->failed = false;
+    // The transaction is over: its pipelined records were synced at COMMIT, or it rolled
+    // back and nothing they describe happened.
+    flight_ = AuditFlight{};
   }
   if (groups_.empty()) return;
   std::uint64_t g = groups_.front();

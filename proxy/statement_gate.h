@@ -66,9 +66,6 @@ class StatementGate {
   std::optional<std::string> on_error(const wire::ErrorFields* fields);
   void on_command_complete(wire::Bytes message);
   void on_portal_suspended();
-  // Results reach the client only once the records of the statements that produced them are
-  // on disk: the server->client pump awaits this before each flush.
-  boost::asio::awaitable<void> hold_results();
   void on_ready(char status);
 
   // The row guard refuses (over the limit, or it could not count): records the refusal and
@@ -133,11 +130,17 @@ class StatementGate {
   void audit_outcome(const Running& r, audit::Outcome outcome);
 
   // Audit records of DML inside a transaction block are not waited for one by one: nothing
-  // such a statement does is visible before COMMIT, so COMMIT waits until all of them are on
-  // disk (and is refused, rolling the transaction back, if any could not be written).
-  struct AuditFlight;
+  // such a statement does can be seen, or outlive a crash, before COMMIT. They are written
+  // without a sync of their own (AuditLog::append_deferred), and COMMIT waits until all of
+  // them are on disk, usually covered by another session's sync already. If any could not
+  // be written, COMMIT is refused and the transaction rolls back.
+  struct AuditFlight {
+    std::uint64_t since = 0;  // tickets of the records not yet synced; 0: none
+    std::uint64_t through = 0;
+    bool failed = false;  // one could not be written: COMMIT is refused
+  };
   bool pipelinable(const parser::Classification& c) const;
-  void append_pipelined(std::vector<std::string> records, const boost::asio::any_io_executor& ex);
+  void append_pipelined(std::vector<std::string> records);
   // Waits for pipelined records; false when one of them could not be written.
   boost::asio::awaitable<bool> drain();
   static bool commits(const parser::Classification& c);
@@ -147,7 +150,7 @@ class StatementGate {
 
   GateServices* services_;
   SessionInfo& info_;
-  std::shared_ptr<AuditFlight> flight_;
+  AuditFlight flight_;
   audit::Identity identity_;
   policy::SessionContext context_;
   std::vector<policy::Approval> approvals_;  // at most one: the last token presented

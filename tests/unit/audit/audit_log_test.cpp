@@ -9,6 +9,7 @@
 #include <atomic>
 #include <csignal>
 #include <filesystem>
+#include <future>
 #include <thread>
 
 #include <rapidjson/document.h>
@@ -315,6 +316,112 @@ TEST(AuditLog, FailsClosedOnAFullDiskAndRecovers) {
       << resume["detail"].GetString();
   EXPECT_STREQ(parse(lines[2])["statement"].GetString(), "after");
   EXPECT_EQ(slurp(path).find("while full"), std::string::npos);
+  VerifyReport rep = verify_files({path});
+  EXPECT_TRUE(rep.ok) << (rep.error ? to_string(*rep.error) : "");
+}
+
+// Waits for AuditLog::sync() from a test thread.
+bool sync_now(AuditLog& log, std::uint64_t since, std::uint64_t through) {
+  std::promise<bool> p;
+  auto f = p.get_future();
+  log.sync(since, through, [&p](bool ok) { p.set_value(ok); });
+  return f.get();
+}
+
+TEST(AuditLog, DeferredRecordsShareOneSyncAndVerify) {
+  TempDir dir;
+  const std::string path = dir.file("audit.jsonl");
+  AuditLog::Stats stats;
+  {
+    AuditLog::Options o = opts(path);
+    o.lazy_sync = std::chrono::hours(1);  // only sync() may sync them here
+    AuditLog log(o);
+    std::uint64_t first = 0;
+    std::uint64_t last = 0;
+    for (int i = 0; i < 100; ++i) {
+      last = log.append_deferred(record("deferred " + std::to_string(i)));
+      if (first == 0) first = last;
+    }
+    EXPECT_GT(last, first);
+    EXPECT_TRUE(sync_now(log, first, last));
+    // Now covered: answered without waiting for the writer.
+    ASSERT_TRUE(log.synced(first, last).has_value());
+    EXPECT_TRUE(*log.synced(first, last));
+    stats = log.stats();
+  }
+  EXPECT_EQ(stats.records, 100u);
+  EXPECT_EQ(stats.failed, 0u);
+  EXPECT_LE(stats.syncs, 2u) << "100 deferred records should need one sync, not one each";
+  auto lines = lines_of(slurp(path));
+  ASSERT_EQ(lines.size(), 100u);
+  EXPECT_STREQ(parse(lines[99])["statement"].GetString(), "deferred 99");
+  VerifyReport rep = verify_files({path});
+  EXPECT_TRUE(rep.ok) << (rep.error ? to_string(*rep.error) : "");
+}
+
+TEST(AuditLog, DeferredRecordIsWrittenAndSyncedWithinLazySync) {
+  TempDir dir;
+  const std::string path = dir.file("audit.jsonl");
+  AuditLog::Options o = opts(path);
+  o.lazy_sync = std::chrono::milliseconds(30);
+  AuditLog log(o);
+  const std::uint64_t t = log.append_deferred(record("nobody waits"));
+  // No sync() and no later record: the writer gets it to disk on its own.
+  ASSERT_TRUE(wait_for([&] { return log.synced(t, t).has_value(); }));
+  EXPECT_TRUE(*log.synced(t, t));
+  EXPECT_GE(log.stats().syncs, 1u);
+  EXPECT_NE(slurp(path).find("nobody waits"), std::string::npos);
+}
+
+TEST(AuditLog, DurableAppendCoversEarlierDeferredRecords) {
+  TempDir dir;
+  const std::string path = dir.file("audit.jsonl");
+  AuditLog::Options o = opts(path);
+  o.lazy_sync = std::chrono::hours(1);
+  AuditLog log(o);
+  const std::uint64_t t = log.append_deferred(record("in a transaction"));
+  ASSERT_TRUE(log.append_sync(record("write-ahead, another session")));
+  // The other session's fsync covered it: COMMIT needs no handoff to the writer.
+  ASSERT_TRUE(log.synced(t, t).has_value());
+  EXPECT_TRUE(*log.synced(t, t));
+}
+
+TEST(AuditLog, InvalidDeferredRecordFailsItsSync) {
+  TempDir dir;
+  AuditLog log(opts(dir.file("audit.jsonl")));
+  const std::uint64_t bad = log.append_deferred("not json");
+  const std::uint64_t good = log.append_deferred(record("fine"));
+  EXPECT_FALSE(sync_now(log, bad, good));
+  // A transaction that started after the failure is not held responsible for it.
+  EXPECT_TRUE(sync_now(log, good, good));
+}
+
+TEST(AuditLog, DeferredRecordsOnAFullDiskFailTheirSyncAndRecover) {
+  TempDir dir;
+  const std::string path = dir.file("audit.jsonl");
+  run_in_child([&] {
+    std::signal(SIGXFSZ, SIG_IGN);
+    AuditLog::Options o = opts(path);
+    o.lazy_sync = std::chrono::hours(1);
+    AuditLog log(o);
+    CHILD_CHECK(log.append_sync(record("before")));
+    rlimit lim{};
+    ::getrlimit(RLIMIT_FSIZE, &lim);
+    rlimit small = lim;
+    small.rlim_cur = fs::file_size(path) + 50;
+    CHILD_CHECK(::setrlimit(RLIMIT_FSIZE, &small) == 0);
+    // A transaction's records while the disk fills: COMMIT's sync must say no.
+    const std::uint64_t a = log.append_deferred(record(std::string(500, 'a')));
+    const std::uint64_t b = log.append_deferred(record("second"));
+    CHILD_CHECK(!sync_now(log, a, b));
+    CHILD_CHECK(log.synced(a, b).has_value() && !*log.synced(a, b));
+    CHILD_CHECK(::setrlimit(RLIMIT_FSIZE, &lim) == 0);
+    CHILD_CHECK(wait_for([&] { return log.healthy(); }));
+    const std::uint64_t c = log.append_deferred(record("next transaction"));
+    CHILD_CHECK(sync_now(log, c, c));
+  });
+  EXPECT_EQ(slurp(path).find("second"), std::string::npos);
+  EXPECT_NE(slurp(path).find("next transaction"), std::string::npos);
   VerifyReport rep = verify_files({path});
   EXPECT_TRUE(rep.ok) << (rep.error ? to_string(*rep.error) : "");
 }
