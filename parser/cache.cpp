@@ -17,7 +17,8 @@ std::size_t approx_bytes(const std::string& key, const Classification& c) {
   std::size_t n = sizeof(Classification) + 2 * key.size() + 160 + c.error.size();
   for (const auto& s : c.statements) {
     n += sizeof(Statement) + s.text.size() + s.target.size() + s.command.size() +
-         s.object_type.size() + s.set_name.size() + s.set_value.size() + s.opaque_reason.size();
+         s.object_type.size() + s.set_name.size() + s.set_value.size() + s.opaque_reason.size() +
+         s.shape.size();
     for (const auto& t : s.tables) n += sizeof(TableRef) + t.name.size();
     for (const auto& f : s.functions) n += sizeof(std::string) + f.size();
   }

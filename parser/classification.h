@@ -49,6 +49,12 @@ inline bool has(ClassSet s, StatementClass c) {
   return (s & bit(c)) != 0;
 }
 
+// Reads, transaction control, plain SETs and the unclassified: statements that change no data,
+// schema, roles or server state. The audit trail records the others (by default).
+constexpr ClassSet kReadOnlyClasses = bit(StatementClass::select) | bit(StatementClass::copy_to) |
+                                      bit(StatementClass::transaction) | bit(StatementClass::set) |
+                                      bit(StatementClass::other);
+
 // "delete" for StatementClass::delete_, etc.
 std::string_view class_name(StatementClass c);
 // nullopt for an unknown name.
@@ -72,6 +78,10 @@ struct Statement {
   std::string target;                  // human summary of the main target, e.g. "public.users"
   std::string command;                 // "DELETE", "DROP TABLE", "SELECT", ... (for messages)
   std::string text;                    // this statement's own text, trimmed
+  // SHA-256 of the parse tree without constants and locations (what libpg_query's fingerprint
+  // depends on); empty for read-only statements (kReadOnlyClasses), which are not audited by
+  // default.
+  std::string shape;
   // For SET / RESET / SHOW of a variable (e.g. "pgmoat.approval"), lower-case name and value.
   std::string set_name;
   std::string set_value;

@@ -140,6 +140,8 @@ Classification classify(std::string_view sql) {
     st.text = std::string(detail::statement_text(sql, raw));
     detail::Walker w(st, sql, 0);
     w.statement(*node, st.text);
+    // Only statements audited by default pay for their shape.
+    if ((st.classes & ~kReadOnlyClasses) != 0) st.shape = detail::shape_digest(*node);
     if (w.too_deep()) {
       // Fail closed: what we cannot walk we cannot judge.
       out.ok = false;
@@ -149,16 +151,6 @@ Classification classify(std::string_view sql) {
     }
     finish(st);
   }
-  return out;
-}
-
-std::string fingerprint(std::string_view sql) {
-  if (sql.find('\0') != std::string_view::npos) return {};
-  const std::string buf(sql);
-  PgQueryFingerprintResult r = pg_query_fingerprint(buf.c_str());
-  std::string out;
-  if (r.error == nullptr && r.fingerprint_str != nullptr) out = r.fingerprint_str;
-  pg_query_free_fingerprint_result(r);
   return out;
 }
 

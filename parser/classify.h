@@ -17,6 +17,9 @@ Classification classify(std::string_view sql);
 
 // libpg_query's fingerprint of the statement(s), hex; empty when unparseable.
 std::string fingerprint(std::string_view sql);
+// The same for one classified statement, from a cache keyed by its shape (Statement::shape):
+// statements that differ only in their constants are fingerprinted once.
+std::string fingerprint(const Statement& st);
 // The statement with literals replaced by $n (pg_query_normalize); the input when unparseable.
 std::string normalize(std::string_view sql);
 

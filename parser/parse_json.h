@@ -16,6 +16,11 @@ struct ParseOutcome {
   int error_position = 0;
 };
 
+// SHA-256 (raw bytes) of a statement's parse tree without its constants and locations: the
+// part of the tree libpg_query's fingerprint depends on (parser/fingerprint.cpp). Empty for a
+// tree too deep to serialise.
+std::string shape_digest(const rapidjson::Value& stmt);
+
 // Owns one pg_query_parse result and the DOM read in place from it.
 class ParsedSql {
  public:

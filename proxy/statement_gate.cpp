@@ -25,12 +25,9 @@ namespace {
 constexpr std::string_view kMarkerWord = "pgmoat_refused_";
 constexpr std::string_view kApprovalSetting = "pgmoat.approval";
 
-// Classes that change data, schema, roles or server state: their statements are audited
-// write-ahead. Reads, transaction control and plain SETs are not (unless statements = "all").
-constexpr parser::ClassSet kReadOnly =
-    parser::bit(StatementClass::select) | parser::bit(StatementClass::copy_to) |
-    parser::bit(StatementClass::transaction) | parser::bit(StatementClass::set) |
-    parser::bit(StatementClass::other);
+// Classes that change data, schema, roles or server state are audited write-ahead. Reads,
+// transaction control and plain SETs are not (unless statements = "all").
+constexpr parser::ClassSet kReadOnly = parser::kReadOnlyClasses;
 
 std::int64_t unix_now() {
   return static_cast<std::int64_t>(std::time(nullptr));
@@ -401,7 +398,7 @@ audit::Event StatementGate::statement_event(const parser::Statement& st, audit::
   e.statement = services_->audit_settings.text == audit::Settings::Text::kNormalized
                     ? parser::normalize(st.text)
                     : st.text;
-  e.fingerprint = parser::fingerprint(st.text);
+  e.fingerprint = parser::fingerprint(st);
   e.classes = class_names(st.classes);
   for (const auto& t : st.tables) {
     (t.access == parser::Access::read ? e.tables_read : e.tables_written).push_back(t.name);
