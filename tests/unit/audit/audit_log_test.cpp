@@ -39,12 +39,17 @@ std::string record(const std::string& statement, const std::string& user = "app"
   return encode(id, ev);
 }
 
-AuditLog::Options opts(const std::string& path) {
+AuditLog::Options opts(const std::string& path,
+                       std::chrono::milliseconds lazy_sync = std::chrono::milliseconds(200)) {
   AuditLog::Options o;
   o.path = path;
   o.retry_interval = std::chrono::milliseconds(20);
+  o.lazy_sync = lazy_sync;
   return o;
 }
+
+// Long enough that only sync() or a durable append syncs deferred records in a test.
+constexpr std::chrono::milliseconds kNoLazySync = std::chrono::hours(1);
 
 rapidjson::Document parse(const std::string& line) {
   rapidjson::Document d;
@@ -333,9 +338,7 @@ TEST(AuditLog, DeferredRecordsShareOneSyncAndVerify) {
   const std::string path = dir.file("audit.jsonl");
   AuditLog::Stats stats;
   {
-    AuditLog::Options o = opts(path);
-    o.lazy_sync = std::chrono::hours(1);  // only sync() may sync them here
-    AuditLog log(o);
+    AuditLog log(opts(path, kNoLazySync));
     std::uint64_t first = 0;
     std::uint64_t last = 0;
     for (int i = 0; i < 100; ++i) {
@@ -362,9 +365,7 @@ TEST(AuditLog, DeferredRecordsShareOneSyncAndVerify) {
 TEST(AuditLog, DeferredRecordIsWrittenAndSyncedWithinLazySync) {
   TempDir dir;
   const std::string path = dir.file("audit.jsonl");
-  AuditLog::Options o = opts(path);
-  o.lazy_sync = std::chrono::milliseconds(30);
-  AuditLog log(o);
+  AuditLog log(opts(path, std::chrono::milliseconds(30)));
   const std::uint64_t t = log.append_deferred(record("nobody waits"));
   // No sync() and no later record: the writer gets it to disk on its own.
   ASSERT_TRUE(wait_for([&] { return log.synced(t, t).has_value(); }));
@@ -376,9 +377,7 @@ TEST(AuditLog, DeferredRecordIsWrittenAndSyncedWithinLazySync) {
 TEST(AuditLog, DurableAppendCoversEarlierDeferredRecords) {
   TempDir dir;
   const std::string path = dir.file("audit.jsonl");
-  AuditLog::Options o = opts(path);
-  o.lazy_sync = std::chrono::hours(1);
-  AuditLog log(o);
+  AuditLog log(opts(path, kNoLazySync));
   const std::uint64_t t = log.append_deferred(record("in a transaction"));
   ASSERT_TRUE(log.append_sync(record("write-ahead, another session")));
   // The other session's fsync covered it: COMMIT needs no handoff to the writer.
@@ -401,9 +400,7 @@ TEST(AuditLog, DeferredRecordsOnAFullDiskFailTheirSyncAndRecover) {
   const std::string path = dir.file("audit.jsonl");
   run_in_child([&] {
     std::signal(SIGXFSZ, SIG_IGN);
-    AuditLog::Options o = opts(path);
-    o.lazy_sync = std::chrono::hours(1);
-    AuditLog log(o);
+    AuditLog log(opts(path, kNoLazySync));
     CHILD_CHECK(log.append_sync(record("before")));
     rlimit lim{};
     ::getrlimit(RLIMIT_FSIZE, &lim);
