@@ -144,7 +144,10 @@ def test_token_in_connection_options(S, pg):
     with psycopg.connect(S.ep.conninfo(options=f"-c work_mem=7MB -c pgmoat.approval={tok}"),
                          autocommit=True) as conn:
         assert conn.execute("SHOW work_mem").fetchone()[0] == "7MB"
-    auth = mu.search_jsonl(S.moat, "--token", tid, "--type", "authenticated")
+    # connection records cost no fsync of their own: they reach the file within lazy_sync
+    auth = mu.poll(lambda: (lambda a: a if len(a) >= 3 else None)(
+        mu.search_jsonl(S.moat, "--token", tid, "--type", "authenticated")),
+        5, what="three authenticated records")
     assert len(auth) == 3 and all(r["approval"]["approver"] == "alice" for r in auth), auth
     assert {r["application_name"] for r in auth} >= {"deploy"}
     recs = mu.search_jsonl(S.moat, "--token", tid, "--type", "statement")
