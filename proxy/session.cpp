@@ -18,7 +18,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-constexpr std::size_t kInitialBuffer = 16 * 1024;
+// Each direction starts small (two of these are most of an idle session's memory) and doubles
+// whenever a read fills it, up to kMaxStreamBuffer, so a large result still moves in big reads.
+constexpr std::size_t kInitialBuffer = 4 * 1024;
 constexpr std::size_t kMaxStreamBuffer = 256 * 1024;
 constexpr std::size_t kFlushThreshold = 256 * 1024;
 constexpr std::size_t kMaxLoginMessage = 1 << 20;
