@@ -70,7 +70,8 @@ THREADS_MAX=$(</proc/sys/kernel/threads-max)
   die "process limit: $N Postgres backends need $NEED_PROCS more processes, but $TASKS_NOW" \
     "tasks already run and kernel.threads-max is $THREADS_MAX"
 # RLIMIT_NPROC counts every process of the postgres user (other clusters on this machine too).
-PG_USER_TASKS=$(ps -L -u postgres --no-headers 2>/dev/null | wc -l)
+# ps exits 1 when the user has no processes, which pipefail would turn into a silent exit
+PG_USER_TASKS=$( (ps -L -u postgres --no-headers 2>/dev/null || true) | wc -l)
 if [[ $(ulimit -u) != unlimited ]] && (($(ulimit -u) < PG_USER_TASKS + NEED_PROCS)); then
   ulimit -u $((PG_USER_TASKS + NEED_PROCS)) 2>/dev/null ||
     die "fork limit: $N Postgres backends need $NEED_PROCS processes of user postgres" \
@@ -312,7 +313,8 @@ measure() {  # name port pid proxy-log
   kill -0 "$pid" 2>/dev/null || die "$name (pid $pid) is not running; last lines of $plog: $(tail -n 5 "$plog")"
   before=$(mem_kib "$pid")
   log "$name: $N idle connections (RSS before: $((${before% *} / 1024)) MiB)"
-  "$PYTHON" "$TMP/idle_clients.py" "$port" "$N" "$ready" "$stop" "$name" 2>"$TMP/client-$name.err" &
+  : >"$TMP/client-$name.err"  # exists before the loop reads it (the & child opens it later)
+  "$PYTHON" "$TMP/idle_clients.py" "$port" "$N" "$ready" "$stop" "$name" 2>>"$TMP/client-$name.err" &
   client=$!
   PIDS+=("$client")
   NAMES+=("client of $name")
