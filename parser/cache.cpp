@@ -1,5 +1,7 @@
 // ClassificationCache: 16 shards, each an LRU list plus a hash index keyed by the exact text.
 // Lookups hash once, lock one shard, and move the hit to the front of that shard's list.
+// A miss is admitted only if the shard's doorkeeper saw the same text hash before: one-off
+// texts cost no insert, no eviction, and push nothing useful out.
 #include <array>
 #include <atomic>
 #include <list>
@@ -12,6 +14,7 @@ namespace pgmoat::parser {
 namespace {
 
 constexpr std::size_t kShards = 16;
+constexpr std::size_t kDoorkeeperSlots = 4096;  // per shard: 16 KiB
 
 std::size_t approx_bytes(const std::string& key, const Classification& c) {
   std::size_t n = sizeof(Classification) + 2 * key.size() + 160 + c.error.size();
@@ -37,6 +40,10 @@ struct Shard {
   // Keys view into the list nodes' strings, which never move.
   std::unordered_map<std::string_view, std::list<Entry>::iterator> index;
   std::size_t bytes = 0;
+  // Tags of texts seen once and not admitted yet, by hash slot; 0 = empty. A colliding text
+  // overwrites the slot (that text then needs one more sighting); a false match only admits a
+  // text one sighting early.
+  std::array<std::uint32_t, kDoorkeeperSlots> seen{};
 };
 
 }  // namespace
@@ -73,6 +80,14 @@ std::shared_ptr<const Classification> ClassificationCache::get(std::string_view 
   if (e.bytes > impl_->shard_budget) return value;  // too big to keep
 
   std::lock_guard lock(shard.mu);
+  // Hash bits 7-10 chose the shard; the slot and tag use others.
+  std::uint32_t& seen = shard.seen[(h >> 11) % kDoorkeeperSlots];
+  const auto tag = static_cast<std::uint32_t>(static_cast<std::uint64_t>(h) >> 32) | 1u;
+  if (seen != tag) {
+    seen = tag;  // first sighting: remember it, keep nothing
+    return value;
+  }
+  seen = 0;
   if (auto it = shard.index.find(sql); it != shard.index.end()) {
     return it->second->value;  // another thread got there first
   }

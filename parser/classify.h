@@ -24,7 +24,9 @@ std::string fingerprint(const Statement& st);
 std::string normalize(std::string_view sql);
 
 // Bounded, thread-safe cache keyed by the exact statement text (never a normalized key:
-// `WHERE 1=1` and `WHERE 1=2` must not share an entry).
+// `WHERE 1=1` and `WHERE 1=2` must not share an entry). A text is kept from the second time
+// it is seen: statements with literals written inline (pgbench -M simple, ORMs that do not
+// bind parameters) are each seen once, and keeping them would only evict useful entries.
 class ClassificationCache {
  public:
   explicit ClassificationCache(std::size_t max_bytes = 64u << 20);

@@ -48,6 +48,7 @@ void BM_CacheHit(benchmark::State& state) {
   static ClassificationCache cache;
   const std::string sql = kShapes[state.range(0)];
   cache.get(sql);
+  cache.get(sql);  // kept from its second sighting
   for (auto _ : state) {
     auto c = cache.get(sql);
     benchmark::DoNotOptimize(c);
@@ -56,7 +57,7 @@ void BM_CacheHit(benchmark::State& state) {
 }
 BENCHMARK(BM_CacheHit)->Arg(0)->Arg(4)->ThreadRange(1, 2);
 
-// Many distinct texts (pgbench with literal aids): misses that insert and evict.
+// Many distinct texts (pgbench with literal aids): misses, each seen once and not kept.
 void BM_CacheMissDistinct(benchmark::State& state) {
   ClassificationCache cache(1u << 20);
   long aid = 0;

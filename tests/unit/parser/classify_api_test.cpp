@@ -322,17 +322,35 @@ TEST(Normalize, LiteralsBecomeParameters) {
   EXPECT_EQ(normalize("SELEC oops"), "SELEC oops");
 }
 
-TEST(Cache, CountsHitsAndMisses) {
+TEST(Cache, KeepsATextFromItsSecondSighting) {
   ClassificationCache cache;
-  auto a = cache.get("DELETE FROM users");
-  auto b = cache.get("DELETE FROM users");
+  auto a = cache.get("DELETE FROM users");  // first sighting: classified, not kept
+  EXPECT_EQ(cache.entries(), 0u);
+  auto b = cache.get("DELETE FROM users");  // second: kept
+  EXPECT_EQ(cache.entries(), 1u);
   auto c = cache.get("DELETE FROM users WHERE 1=2");
-  EXPECT_EQ(cache.misses(), 2u);
+  auto d = cache.get("DELETE FROM users");  // third: a hit
+  EXPECT_EQ(cache.misses(), 3u);
   EXPECT_EQ(cache.hits(), 1u);
-  EXPECT_EQ(cache.entries(), 2u);
-  EXPECT_EQ(a.get(), b.get());
+  EXPECT_EQ(cache.entries(), 1u);
+  EXPECT_NE(a.get(), b.get());
+  EXPECT_EQ(b.get(), d.get());
   EXPECT_TRUE(has(a->all_classes(), StatementClass::delete_without_where));
+  EXPECT_TRUE(has(d->all_classes(), StatementClass::delete_without_where));
   EXPECT_FALSE(has(c->all_classes(), StatementClass::delete_without_where));
+}
+
+TEST(Cache, OneOffTextsAreNotKept) {
+  ClassificationCache cache;
+  for (int i = 0; i < 2000; ++i) {
+    auto c = cache.get("SELECT abalance FROM pgbench_accounts WHERE aid = " + std::to_string(i));
+    ASSERT_TRUE(c->ok);
+  }
+  EXPECT_EQ(cache.entries(), 0u);
+  EXPECT_EQ(cache.misses(), 2000u);
+  // A text seen again is kept even after many others went by (unless its slot was reused).
+  (void)cache.get("SELECT abalance FROM pgbench_accounts WHERE aid = 1999");
+  EXPECT_EQ(cache.entries(), 1u);
 }
 
 TEST(Cache, KeyIsExactTextNotNormalized) {
@@ -346,15 +364,16 @@ TEST(Cache, KeyIsExactTextNotNormalized) {
 
 TEST(Cache, CachesErrorsToo) {
   ClassificationCache cache;
-  EXPECT_FALSE(cache.get("SELEC 1")->ok);
-  EXPECT_FALSE(cache.get("SELEC 1")->ok);
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(cache.get("SELEC 1")->ok);
   EXPECT_EQ(cache.hits(), 1u);
 }
 
 TEST(Cache, StaysWithinItsByteBudget) {
   ClassificationCache cache(64 * 1024);
   for (int i = 0; i < 5000; ++i) {
-    (void)cache.get("SELECT abalance FROM pgbench_accounts WHERE aid = " + std::to_string(i));
+    const std::string sql = "SELECT abalance FROM pgbench_accounts WHERE aid = " + std::to_string(i);
+    (void)cache.get(sql);
+    (void)cache.get(sql);  // seen twice: kept
   }
   // ~64 KiB cannot hold 5000 entries of several hundred bytes each.
   EXPECT_LT(cache.entries(), 500u);
@@ -366,9 +385,16 @@ TEST(Cache, StaysWithinItsByteBudget) {
 }
 
 TEST(Cache, ValuesOutliveEviction) {
-  ClassificationCache cache(4 * 1024);
-  auto first = cache.get("TRUNCATE keep_me");
-  for (int i = 0; i < 200; ++i) (void)cache.get("SELECT " + std::to_string(i));
+  ClassificationCache cache(32 * 1024);  // 2 KiB per shard: a few entries each
+  (void)cache.get("TRUNCATE keep_me");
+  auto first = cache.get("TRUNCATE keep_me");  // the cached value
+  ASSERT_EQ(cache.entries(), 1u);
+  for (int i = 0; i < 200; ++i) {
+    for (int twice = 0; twice < 2; ++twice) (void)cache.get("SELECT " + std::to_string(i));
+  }
+  ASSERT_LT(cache.entries(), 100u);  // most were evicted
+  auto again = cache.get("TRUNCATE keep_me");
+  EXPECT_NE(again.get(), first.get());  // evicted: classified anew
   EXPECT_EQ(first->statements.at(0).target, "keep_me");
 }
 
