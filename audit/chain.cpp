@@ -1,23 +1,20 @@
 #include "audit/chain.h"
 
-#include <openssl/evp.h>
-
 #include <array>
 #include <charconv>
 
 #include <rapidjson/document.h>
 
 #include "audit/record.h"
+#include "common/sha256.h"
 
 namespace pgmoat::audit {
 
 std::string sha256_hex(std::string_view bytes) {
-  std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
-  unsigned int len = 0;
-  EVP_Digest(bytes.data(), bytes.size(), md.data(), &len, EVP_sha256(), nullptr);
+  const Sha256 md = sha256(bytes);
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(static_cast<std::size_t>(len) * 2, '0');
-  for (std::size_t i = 0; i < len; ++i) {
+  std::string out(md.size() * 2, '0');
+  for (std::size_t i = 0; i < md.size(); ++i) {
     out[2 * i] = kHex[md[i] >> 4];
     out[2 * i + 1] = kHex[md[i] & 0xF];
   }

@@ -297,20 +297,34 @@ std::int64_t now_us() {
 }
 
 std::string format_timestamp(std::int64_t ts_us) {
+  // Plain arithmetic (no gmtime_r, which takes glibc's timezone lock, and no snprintf): every
+  // audit record carries one of these.
   std::int64_t secs = ts_us / 1'000'000;
   std::int64_t frac = ts_us % 1'000'000;
   if (frac < 0) {
     frac += 1'000'000;
     secs -= 1;
   }
-  const auto t = static_cast<std::time_t>(secs);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  std::array<char, 40> buf{};
-  const int n = std::snprintf(buf.data(), buf.size(), "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
-                              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                              tm.tm_sec, static_cast<int>(frac));
-  return std::string(buf.data(), static_cast<std::size_t>(n));
+  std::int64_t days = secs / 86'400;
+  std::int64_t sod = secs % 86'400;
+  if (sod < 0) {
+    sod += 86'400;
+    days -= 1;
+  }
+  const std::chrono::year_month_day ymd{std::chrono::sys_days{std::chrono::days{days}}};
+  std::string out = "0000-00-00T00:00:00.000000Z";
+  auto put = [&out](std::size_t at, std::int64_t v, int width) {
+    for (int i = width - 1; i >= 0; --i, v /= 10)
+      out[at + static_cast<std::size_t>(i)] = static_cast<char>('0' + v % 10);
+  };
+  put(0, static_cast<int>(ymd.year()), 4);
+  put(5, static_cast<unsigned>(ymd.month()), 2);
+  put(8, static_cast<unsigned>(ymd.day()), 2);
+  put(11, sod / 3600, 2);
+  put(14, sod / 60 % 60, 2);
+  put(17, sod % 60, 2);
+  put(20, frac, 6);
+  return out;
 }
 
 std::optional<std::int64_t> parse_timestamp(std::string_view s) {

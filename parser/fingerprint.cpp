@@ -6,7 +6,6 @@
 // (pgbench's, and any application that interpolates values) have the same shape. classify()
 // records a SHA-256 of the shape, and fingerprint(Statement) looks it up here; only a shape
 // never seen before costs pg_query_fingerprint's parse.
-#include <openssl/sha.h>
 
 #include <array>
 #include <charconv>
@@ -15,6 +14,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "common/sha256.h"
 #include "parser/classify.h"
 #include "parser/parse_json.h"
 
@@ -99,8 +99,8 @@ std::string shape_digest(const rapidjson::Value& stmt) {
   buf.clear();
   buf.reserve(4096);
   const bool whole = put_shape(buf, stmt, 0);
-  std::array<unsigned char, SHA256_DIGEST_LENGTH> md{};
-  if (whole) SHA256(reinterpret_cast<const unsigned char*>(buf.data()), buf.size(), md.data());
+  Sha256 md{};
+  if (whole) md = sha256(buf);
   if (buf.capacity() > (1u << 20)) std::string().swap(buf);  // do not keep a huge one
   if (!whole) return {};
   return std::string(reinterpret_cast<const char*>(md.data()), md.size());

@@ -138,6 +138,12 @@ TEST(EventType, NamesRoundTrip) {
 
 TEST(Timestamp, FormatAndParse) {
   EXPECT_EQ(format_timestamp(0), "1970-01-01T00:00:00.000000Z");
+  // Expected values from `date -u -d <time> +%s`.
+  EXPECT_EQ(format_timestamp(1709251199'000001), "2024-02-29T23:59:59.000001Z");
+  EXPECT_EQ(format_timestamp(951868800'000000), "2000-03-01T00:00:00.000000Z");
+  EXPECT_EQ(format_timestamp(1796006873'123456), "2026-11-30T02:47:53.123456Z");
+  EXPECT_EQ(format_timestamp(-1), "1969-12-31T23:59:59.999999Z");
+  EXPECT_EQ(format_timestamp(-1'000000), "1969-12-31T23:59:59.000000Z");
   EXPECT_EQ(parse_timestamp("2024-05-01T12:34:56.123456Z"), 1714566896123456);
   EXPECT_EQ(parse_timestamp("2024-05-01"), 1714521600000000);
   EXPECT_EQ(parse_timestamp("2024-05-01 12:34"), 1714566840000000);
