@@ -371,7 +371,8 @@ TEST(Cache, CachesErrorsToo) {
 TEST(Cache, StaysWithinItsByteBudget) {
   ClassificationCache cache(64 * 1024);
   for (int i = 0; i < 5000; ++i) {
-    const std::string sql = "SELECT abalance FROM pgbench_accounts WHERE aid = " + std::to_string(i);
+    const std::string sql =
+        "SELECT abalance FROM pgbench_accounts WHERE aid = " + std::to_string(i);
     (void)cache.get(sql);
     (void)cache.get(sql);  // seen twice: kept
   }
