@@ -367,7 +367,8 @@ measure pgbouncer "$BOUNCER_PORT" "$BOUNCER_PID" "$TMP/pgbouncer.log"
 # ---- report -------------------------------------------------------------------------------
 echo
 echo "pgmoat idle-connection memory  $(date -u '+%Y-%m-%d %H:%M UTC')  host $(hostname), $(nproc) cores"
-echo "pgmoat $PGMOAT_BIN ($(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown))," \
+# The checkout need not be what the binary was built from: name both.
+echo "pgmoat $PGMOAT_BIN (sha256 $(sha256sum "$PGMOAT_BIN" | cut -c1-12); checkout $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown))," \
   "default policy, audit on; $(pgbouncer --version | head -1) (session pool);" \
   "$("$PG_BIN/postgres" --version)"
 echo "$N connections per proxy (psycopg, SELECT 1 once each, then idle ${SETTLE_SECONDS} s);" \

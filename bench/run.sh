@@ -438,7 +438,8 @@ fi
 echo
 echo "pgmoat benchmark  $(date -u '+%Y-%m-%d %H:%M UTC')  host $(hostname), $(nproc) cores," \
   "append+fdatasync in $(dirname "$TMP"): ${FSYNC_MS} ms"
-echo "pgmoat $PGMOAT_BIN ($(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown))," \
+# The checkout need not be what the binary was built from: name both.
+echo "pgmoat $PGMOAT_BIN (sha256 $(sha256sum "$PGMOAT_BIN" | cut -c1-12); checkout $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown))," \
   "threads ${BENCH_PGMOAT_THREADS:-default}, default policy, audit fsync"
 echo "$("$PG_BIN/postgres" --version), $(pgbouncer --version | head -1) (session pool)," \
   "pgbench -s $SCALE, ${SECONDS_PER_RUN}s per run, $ROUNDS round(s), targets interleaved"
