@@ -35,6 +35,9 @@ PGMOAT_BIN="${PGMOAT_BIN:-build/pgmoat}"
 [[ "$PGMOAT_BIN" == /* ]] || PGMOAT_BIN="$REPO/$PGMOAT_BIN"
 
 die() { echo "bench/idle_memory.sh: $*" >&2; exit 1; }
+BENCH_SCRIPT=bench/idle_memory.sh
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
 log() { echo "==> $*" >&2; }
 
 [[ $(id -u) -eq 0 ]] || die "run as root (Postgres and PgBouncer are started as user postgres)"
@@ -89,54 +92,7 @@ NEED_MEM_KIB=$((N * 2 * 1024 + 512 * 1024))
   die "memory: $N idle Postgres backends need about $((NEED_MEM_KIB / 1024)) MiB, but only" \
     "$((MEM_AVAIL_KIB / 1024)) MiB are available (lower IDLE_CONNECTIONS)"
 
-# The temp dir, the proxy binary and its config carry no "pgmoat" in their names: the binary
-# is a private copy (a rebuild of build/ mid-run cannot change it), and other people's test
-# scripts that stop their proxies by name (pkill pgmoat) leave this run alone.
-TMP=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/pm-idle.XXXXXX")
-chmod 755 "$TMP"
-chown postgres: "$TMP"
-cp "$PGMOAT_BIN" "$TMP/proxy-under-test"
-PROXY_BIN="$TMP/proxy-under-test"
-
-PIDS=()   # pgmoat / pgbouncer / client pids we started
-NAMES=()  # their names, for messages
-PG_STARTED=0
-
-cleanup() {
-  local rc=$? i pid
-  trap - EXIT INT TERM
-  for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for _ in $(seq 1 100); do  # up to 10 s for all of them
-    local alive=0
-    for pid in "${PIDS[@]}"; do
-      kill -0 "$pid" 2>/dev/null && alive=1
-    done
-    [[ $alive == 0 ]] && break
-    sleep 0.1
-  done
-  for i in "${!PIDS[@]}"; do
-    if kill -0 "${PIDS[$i]}" 2>/dev/null; then
-      echo "bench/idle_memory.sh: ${NAMES[$i]} (pid ${PIDS[$i]}) still running 10 s after SIGTERM; sending SIGKILL" >&2
-      kill -KILL "${PIDS[$i]}" 2>/dev/null || true
-    fi
-    wait "${PIDS[$i]}" 2>/dev/null || true
-  done
-  if [[ "$PG_STARTED" == 1 ]]; then
-    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$TMP/pgdata" -m fast -w -t 120 stop >/dev/null 2>&1 ||
-      runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$TMP/pgdata" -m immediate -w stop >/dev/null 2>&1 || true
-  fi
-  if [[ "${BENCH_KEEP:-0}" == 1 ]]; then
-    echo "bench/idle_memory.sh: kept $TMP" >&2
-  else
-    rm -rf "$TMP"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_setup pm-idle
 
 # Free 127.0.0.1 ports below 32768 (the ephemeral range starts there, and this run makes
 # 2 x N outgoing connections), all held open together while picking so they are distinct.
@@ -159,15 +115,6 @@ for s in socks:
 PY
 )
 [[ -n "$BOUNCER_PORT" ]] || die "found no 3 free ports in 127.0.0.1:20000-32767"
-
-wait_port() {  # port pid name
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    if [[ -n "$2" ]] && ! kill -0 "$2" 2>/dev/null; then break; fi
-    sleep 0.1
-  done
-  die "$3 did not start listening on 127.0.0.1:$1 (logs in $TMP)"
-}
 
 # ---- PostgreSQL --------------------------------------------------------------------------
 log "PostgreSQL 15 on 127.0.0.1:$PG_PORT, max_connections $((N + 50)) (temp dir $TMP)"

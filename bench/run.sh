@@ -48,6 +48,9 @@ PGMOAT_BIN="${PGMOAT_BIN:-build/pgmoat}"
 [[ "$PGMOAT_BIN" == /* ]] || PGMOAT_BIN="$REPO/$PGMOAT_BIN"
 
 die() { echo "bench/run.sh: $*" >&2; exit 1; }
+BENCH_SCRIPT=bench/run.sh
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
 log() { echo "==> $*" >&2; }
 
 [[ $(id -u) -eq 0 ]] || die "run as root (Postgres and PgBouncer are started as user postgres)"
@@ -59,55 +62,8 @@ id postgres >/dev/null 2>&1 || die "no 'postgres' user"
 [[ "$SECONDS_PER_RUN" =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be a positive integer"
 
 CLK_TCK=$(getconf CLK_TCK)
-# The temp dir, the proxy binary and its configs carry no "pgmoat" in their names: the
-# binary is a private copy (a rebuild of build/ mid-run cannot change it), and other people's
-# test scripts that stop their proxies by name (pkill pgmoat) leave this run alone.
-TMP=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/pm-bench.XXXXXX")
-chmod 755 "$TMP"
-chown postgres: "$TMP"
-cp "$PGMOAT_BIN" "$TMP/proxy-under-test"
-PROXY_BIN="$TMP/proxy-under-test"
-
-PIDS=()   # pgmoat / pgbouncer pids we started
-NAMES=()  # their names, for messages
-LOGS=()   # their log files
-PG_STARTED=0
-
-cleanup() {
-  local rc=$? i pid
-  trap - EXIT INT TERM
-  for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for _ in $(seq 1 100); do  # up to 10 s for all of them
-    local alive=0
-    for pid in "${PIDS[@]}"; do
-      kill -0 "$pid" 2>/dev/null && alive=1
-    done
-    [[ $alive == 0 ]] && break
-    sleep 0.1
-  done
-  for i in "${!PIDS[@]}"; do
-    if kill -0 "${PIDS[$i]}" 2>/dev/null; then
-      echo "bench/run.sh: ${NAMES[$i]} (pid ${PIDS[$i]}) still running 10 s after SIGTERM; sending SIGKILL" >&2
-      kill -KILL "${PIDS[$i]}" 2>/dev/null || true
-    fi
-    wait "${PIDS[$i]}" 2>/dev/null || true
-  done
-  if [[ "$PG_STARTED" == 1 ]]; then
-    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$TMP/pgdata" -m fast -w stop >/dev/null 2>&1 ||
-      runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$TMP/pgdata" -m immediate -w stop >/dev/null 2>&1 || true
-  fi
-  if [[ "${BENCH_KEEP:-0}" == 1 ]]; then
-    echo "bench/run.sh: kept $TMP" >&2
-  else
-    rm -rf "$TMP"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_setup pm-bench
+LOGS=()  # log files of what we started
 
 # Free 127.0.0.1 ports, all held open together while picking so they are distinct.
 read -r PG_PORT MOAT_PORT MOAT_NOAUDIT_PORT MOAT_NOGUARD_PORT BOUNCER_PORT < <(/usr/bin/python3 - <<'PY'
@@ -122,15 +78,6 @@ for s in socks:
     s.close()
 PY
 )
-
-wait_port() {  # port pid name
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    if [[ -n "$2" ]] && ! kill -0 "$2" 2>/dev/null; then break; fi
-    sleep 0.1
-  done
-  die "$3 did not start listening on 127.0.0.1:$1 (logs in $TMP)"
-}
 
 # How long one small write + fdatasync takes in the temp dir: TPC-B commits and pgmoat's
 # write-ahead audit both wait for it, so it sets the scale for those numbers.
