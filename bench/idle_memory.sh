@@ -31,20 +31,10 @@ PYTHON=/usr/bin/python3
 N="${IDLE_CONNECTIONS:-5000}"
 TARGET_KIB=64
 SETTLE_SECONDS=2
-PGMOAT_BIN="${PGMOAT_BIN:-build/pgmoat}"
-[[ "$PGMOAT_BIN" == /* ]] || PGMOAT_BIN="$REPO/$PGMOAT_BIN"
-
-die() { echo "bench/idle_memory.sh: $*" >&2; exit 1; }
 BENCH_SCRIPT=bench/idle_memory.sh
 # shellcheck source=bench/lib.sh
-source "$REPO/bench/lib.sh"
-log() { echo "==> $*" >&2; }
-
-[[ $(id -u) -eq 0 ]] || die "run as root (Postgres and PgBouncer are started as user postgres)"
-[[ -x "$PGMOAT_BIN" ]] || die "no pgmoat binary at $PGMOAT_BIN (set PGMOAT_BIN)"
-[[ -x "$PG_BIN/postgres" ]] || die "PostgreSQL 15 not found in $PG_BIN"
-command -v pgbouncer >/dev/null || die "pgbouncer not installed (apt-get install pgbouncer)"
-id postgres >/dev/null 2>&1 || die "no 'postgres' user"
+source "$REPO/bench/lib.sh"  # die, log, PGMOAT_BIN, bench_setup, bench_cleanup, wait_port
+bench_require
 "$PYTHON" -c 'import psycopg' 2>/dev/null || die "$PYTHON has no psycopg (apt-get install python3-psycopg)"
 [[ "$N" =~ ^[1-9][0-9]*$ ]] || die "IDLE_CONNECTIONS must be a positive integer"
 
@@ -118,20 +108,10 @@ PY
 
 # ---- PostgreSQL --------------------------------------------------------------------------
 log "PostgreSQL 15 on 127.0.0.1:$PG_PORT, max_connections $((N + 50)) (temp dir $TMP)"
-runuser -u postgres -- "$PG_BIN/initdb" -D "$TMP/pgdata" -U postgres -A trust -E UTF8 \
-  >"$TMP/initdb.log" 2>&1 || { cat "$TMP/initdb.log" >&2; die "initdb failed"; }
-cat >>"$TMP/pgdata/postgresql.conf" <<CONF
-
-# bench/idle_memory.sh
-listen_addresses = '127.0.0.1'
-port = $PG_PORT
-unix_socket_directories = '$TMP'
+start_postgres <<CONF
 max_connections = $((N + 50))
 shared_buffers = 32MB
 CONF
-runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$TMP/pgdata" -l "$TMP/postgres.log" -w start >/dev/null ||
-  { cat "$TMP/postgres.log" >&2; die "postgres did not start"; }
-PG_STARTED=1
 
 client_backends() {  # client backends in Postgres, not counting the one asking
   "$PSQL" -X -q -At -h 127.0.0.1 -p "$PG_PORT" -U postgres postgres -c \
@@ -162,31 +142,7 @@ wait_port "$MOAT_PORT" "$MOAT_PID" pgmoat
 
 # ---- PgBouncer: session pooling, trust with an auth_file ----------------------------------
 log "pgbouncer (session pool, max_client_conn $((N + 100))) on 127.0.0.1:$BOUNCER_PORT"
-echo '"postgres" ""' >"$TMP/userlist.txt"
-cat >"$TMP/pgbouncer.ini" <<INI
-[databases]
-postgres = host=127.0.0.1 port=$PG_PORT dbname=postgres
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $BOUNCER_PORT
-unix_socket_dir =
-auth_type = trust
-auth_file = $TMP/userlist.txt
-pool_mode = session
-default_pool_size = $((N + 10))
-max_client_conn = $((N + 100))
-logfile = $TMP/pgbouncer.log
-pidfile = $TMP/pgbouncer.pid
-INI
-chown postgres: "$TMP/userlist.txt" "$TMP/pgbouncer.ini"
-# setpriv execs pgbouncer in place, so $! is pgbouncer's own pid (for /proc/PID/status).
-setpriv --reuid=postgres --regid=postgres --init-groups pgbouncer "$TMP/pgbouncer.ini" \
-  >"$TMP/pgbouncer.stderr" 2>&1 &
-BOUNCER_PID=$!
-PIDS+=("$BOUNCER_PID")
-NAMES+=(pgbouncer)
-wait_port "$BOUNCER_PORT" "$BOUNCER_PID" pgbouncer
+start_pgbouncer "$BOUNCER_PORT" $((N + 10)) $((N + 100))
 
 # ---- the idle clients ---------------------------------------------------------------------
 # Opens N connections one after another (a progress line every 500), runs SELECT 1 once on

@@ -1,5 +1,20 @@
 # Shared by bench/run.sh and bench/idle_memory.sh (sourced, not run). The sourcing script sets
-# BENCH_SCRIPT (its name, for messages), PG_BIN and PGMOAT_BIN, and defines die().
+# BENCH_SCRIPT (its name, for messages), REPO and PG_BIN.
+
+die() { echo "$BENCH_SCRIPT: $*" >&2; exit 1; }
+log() { echo "==> $*" >&2; }
+
+PGMOAT_BIN="${PGMOAT_BIN:-build/pgmoat}"
+[[ "$PGMOAT_BIN" == /* ]] || PGMOAT_BIN="$REPO/$PGMOAT_BIN"
+
+# What every benchmark needs; says which part is missing.
+bench_require() {
+  [[ $(id -u) -eq 0 ]] || die "run as root (Postgres and PgBouncer are started as user postgres)"
+  [[ -x "$PGMOAT_BIN" ]] || die "no pgmoat binary at $PGMOAT_BIN (set PGMOAT_BIN)"
+  [[ -x "$PG_BIN/postgres" ]] || die "PostgreSQL 15 not found in $PG_BIN"
+  command -v pgbouncer >/dev/null || die "pgbouncer not installed (apt-get install pgbouncer)"
+  id postgres >/dev/null 2>&1 || die "no 'postgres' user"
+}
 
 # A private temp dir (owned by postgres, which runs the cluster) holding a private copy of the
 # binary. Neither carries "pgmoat" in its name: a rebuild of build/ mid-run cannot change the
@@ -61,4 +76,51 @@ wait_port() {  # port pid name
     sleep 0.1
   done
   die "$3 did not start listening on 127.0.0.1:$1 (logs in $TMP)"
+}
+
+# PgBouncer in session pooling mode, trust auth with an auth_file, run as postgres in front of
+# the cluster on PG_PORT. Sets BOUNCER_PID (pgbouncer's own pid: setpriv execs it in place).
+start_pgbouncer() {  # port default_pool_size max_client_conn
+  echo '"postgres" ""' >"$TMP/userlist.txt"
+  cat >"$TMP/pgbouncer.ini" <<INI
+[databases]
+postgres = host=127.0.0.1 port=$PG_PORT dbname=postgres
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $1
+unix_socket_dir =
+auth_type = trust
+auth_file = $TMP/userlist.txt
+pool_mode = session
+default_pool_size = $2
+max_client_conn = $3
+logfile = $TMP/pgbouncer.log
+pidfile = $TMP/pgbouncer.pid
+INI
+  chown postgres: "$TMP/userlist.txt" "$TMP/pgbouncer.ini"
+  setpriv --reuid=postgres --regid=postgres --init-groups pgbouncer "$TMP/pgbouncer.ini" \
+    >"$TMP/pgbouncer.stderr" 2>&1 &
+  BOUNCER_PID=$!
+  PIDS+=("$BOUNCER_PID")
+  NAMES+=(pgbouncer)
+  wait_port "$1" "$BOUNCER_PID" pgbouncer
+}
+
+# A throwaway PostgreSQL 15 cluster in $TMP/pgdata on 127.0.0.1:PG_PORT, run as postgres with
+# trust auth; further postgresql.conf lines come on stdin.
+start_postgres() {
+  runuser -u postgres -- "$PG_BIN/initdb" -D "$TMP/pgdata" -U postgres -A trust -E UTF8 \
+    >"$TMP/initdb.log" 2>&1 || { cat "$TMP/initdb.log" >&2; die "initdb failed"; }
+  {
+    echo
+    echo "# $BENCH_SCRIPT"
+    echo "listen_addresses = '127.0.0.1'"
+    echo "port = $PG_PORT"
+    echo "unix_socket_directories = '$TMP'"
+    cat
+  } >>"$TMP/pgdata/postgresql.conf"
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$TMP/pgdata" -l "$TMP/postgres.log" -w start >/dev/null ||
+    { cat "$TMP/postgres.log" >&2; die "postgres did not start"; }
+  PG_STARTED=1
 }

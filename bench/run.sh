@@ -44,20 +44,10 @@ else
   CLIENTS="${BENCH_CLIENTS:-1 8}"
   MODES="simple prepared"
 fi
-PGMOAT_BIN="${PGMOAT_BIN:-build/pgmoat}"
-[[ "$PGMOAT_BIN" == /* ]] || PGMOAT_BIN="$REPO/$PGMOAT_BIN"
-
-die() { echo "bench/run.sh: $*" >&2; exit 1; }
 BENCH_SCRIPT=bench/run.sh
 # shellcheck source=bench/lib.sh
-source "$REPO/bench/lib.sh"
-log() { echo "==> $*" >&2; }
-
-[[ $(id -u) -eq 0 ]] || die "run as root (Postgres and PgBouncer are started as user postgres)"
-[[ -x "$PGMOAT_BIN" ]] || die "no pgmoat binary at $PGMOAT_BIN (set PGMOAT_BIN)"
-[[ -x "$PG_BIN/postgres" ]] || die "PostgreSQL 15 not found in $PG_BIN"
-command -v pgbouncer >/dev/null || die "pgbouncer not installed (apt-get install pgbouncer)"
-id postgres >/dev/null 2>&1 || die "no 'postgres' user"
+source "$REPO/bench/lib.sh"  # die, log, PGMOAT_BIN, bench_setup, bench_cleanup, wait_port
+bench_require
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
 [[ "$SECONDS_PER_RUN" =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be a positive integer"
 
@@ -94,23 +84,13 @@ PY
 
 # ---- PostgreSQL --------------------------------------------------------------------------
 log "PostgreSQL 15 on 127.0.0.1:$PG_PORT (temp dir $TMP)"
-runuser -u postgres -- "$PG_BIN/initdb" -D "$TMP/pgdata" -U postgres -A trust -E UTF8 \
-  >"$TMP/initdb.log" 2>&1 || { cat "$TMP/initdb.log" >&2; die "initdb failed"; }
-cat >>"$TMP/pgdata/postgresql.conf" <<CONF
-
-# bench/run.sh
-listen_addresses = '127.0.0.1'
-port = $PG_PORT
-unix_socket_directories = '$TMP'
+start_postgres <<CONF
 max_connections = 200
 shared_buffers = 256MB
 fsync = on
 max_wal_size = 4GB
 checkpoint_timeout = 30min
 CONF
-runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$TMP/pgdata" -l "$TMP/postgres.log" -w start >/dev/null ||
-  { cat "$TMP/postgres.log" >&2; die "postgres did not start"; }
-PG_STARTED=1
 
 log "pgbench -i -s $SCALE"
 "$PGBENCH" -i -s "$SCALE" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres postgres >"$TMP/init.log" 2>&1 ||
@@ -164,32 +144,8 @@ MOAT_NOGUARD_PID=$STARTED_PID
 
 # ---- PgBouncer: session pooling, trust with an auth_file ----------------------------------
 log "pgbouncer (session pool) on 127.0.0.1:$BOUNCER_PORT"
-echo '"postgres" ""' >"$TMP/userlist.txt"
-cat >"$TMP/pgbouncer.ini" <<INI
-[databases]
-postgres = host=127.0.0.1 port=$PG_PORT dbname=postgres
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $BOUNCER_PORT
-unix_socket_dir =
-auth_type = trust
-auth_file = $TMP/userlist.txt
-pool_mode = session
-default_pool_size = 20
-max_client_conn = 100
-logfile = $TMP/pgbouncer.log
-pidfile = $TMP/pgbouncer.pid
-INI
-chown postgres: "$TMP/userlist.txt" "$TMP/pgbouncer.ini"
-# setpriv execs pgbouncer in place, so $! is pgbouncer's own pid (for /proc/PID/stat).
-setpriv --reuid=postgres --regid=postgres --init-groups pgbouncer "$TMP/pgbouncer.ini" \
-  >"$TMP/pgbouncer.stderr" 2>&1 &
-BOUNCER_PID=$!
-PIDS+=("$BOUNCER_PID")
-NAMES+=(pgbouncer)
+start_pgbouncer "$BOUNCER_PORT" 20 100
 LOGS+=("$TMP/pgbouncer.log")
-wait_port "$BOUNCER_PORT" "$BOUNCER_PID" pgbouncer
 
 for port in "$PG_PORT" "$MOAT_PORT" "$MOAT_NOAUDIT_PORT" "$BOUNCER_PORT"; do
   "$PSQL" -X -q -At -h 127.0.0.1 -p "$port" -U postgres postgres -c 'SELECT 1' >/dev/null ||
