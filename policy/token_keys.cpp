@@ -15,6 +15,7 @@
 #include <memory>
 #include <stdexcept>
 
+#include "common/sha256.h"
 #include "common/toml_reader.h"
 #include "policy/token.h"
 #include "policy/token_internal.h"
@@ -153,11 +154,7 @@ std::string key_id(const EVP_PKEY& key) {
   if (EVP_PKEY_get_raw_public_key(&key, pub.data(), &len) != 1) {
     throw std::runtime_error("cannot read raw public key: " + openssl_error());
   }
-  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
-  unsigned int digest_len = 0;
-  if (EVP_Digest(pub.data(), len, digest.data(), &digest_len, EVP_sha256(), nullptr) != 1) {
-    throw std::runtime_error("cannot hash public key: " + openssl_error());
-  }
+  const Sha256 digest = sha256(std::string_view(reinterpret_cast<const char*>(pub.data()), len));
   static constexpr std::string_view kHex = "0123456789abcdef";
   std::string out;
   for (std::size_t i = 0; i < 8; ++i) {
