@@ -453,6 +453,16 @@ bool AuditLog::commit(std::vector<Pending>& batch, std::size_t first, std::size_
     stats_.batches += 1;
     if (options_.fsync && sync) stats_.syncs += 1;
   }
+  if (!dirty_) {
+    // Everything up to this batch's last ticket is on disk (earlier tickets were written by
+    // earlier batches, covered by this sync, or failed). Publish that before any done() runs,
+    // so a caller woken by its durable record sees the deferred records it covered as synced.
+    std::uint64_t top = 0;
+    for (std::size_t k = first; k < last; ++k) top = std::max(top, batch[k].ticket);
+    if (top > resolved_.load(std::memory_order_relaxed)) {
+      resolved_.store(top, std::memory_order_release);
+    }
+  }
   for (std::size_t k = first; k < last; ++k) call(batch[k].done, true);
   return true;
 }
