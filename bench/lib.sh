@@ -28,6 +28,7 @@ bench_setup() {  # temp-dir prefix
   PROXY_BIN="$TMP/proxy-under-test"
   PIDS=()  # pgmoat / pgbouncer / client pids we started
   NAMES=() # their names, for messages
+  LOGS=()  # their log files
   PG_STARTED=0
   trap bench_cleanup EXIT
   trap 'exit 130' INT
@@ -123,4 +124,57 @@ start_postgres() {
   runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$TMP/pgdata" -l "$TMP/postgres.log" -w start >/dev/null ||
     { cat "$TMP/postgres.log" >&2; die "postgres did not start"; }
   PG_STARTED=1
+}
+
+# N free 127.0.0.1 ports, all held open together while picking so they are distinct.
+free_ports() {  # n
+  /usr/bin/python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+PY
+}
+
+# pgmoat with config/pgmoat.toml (the default policy) in front of the cluster on PG_PORT,
+# audit on (fsync) or off; `noguard` drops the row-limit rule. Sets STARTED_PID; appends to
+# PIDS, NAMES and LOGS.
+start_pgmoat() {  # name port audit(on|off) [noguard]
+  local name=$1 port=$2 audit=$3 conf="$TMP/${1/pgmoat/proxy}.toml"
+  sed -e "s/^port = 6432/port = $port/" -e "s/^port = 5432/port = $PG_PORT/" \
+    "$REPO/config/pgmoat.toml" >"$conf"
+  if [[ "${4:-}" == noguard ]]; then
+    # The same policy without its row-limit rule: what the blast-radius guard costs.
+    awk '/^\[\[rules\]\]$/ { held = $0; next }
+         held != "" { if ($0 ~ /^name = "row-limit"$/) skip = 1; else print held; held = "" }
+         skip && /^\[/ && !/^\[\[rules\]\]$/ { skip = 0 }
+         !skip { print }' "$conf" >"$conf.tmp" && mv "$conf.tmp" "$conf"
+    ! grep -q '^max_rows' "$conf" || die "could not remove the row-limit rule from $conf"
+  fi
+  { grep -q "^port = $port\$" "$conf" && grep -q "^port = $PG_PORT\$" "$conf"; } ||
+    die "could not set the ports in a copy of config/pgmoat.toml"
+  if [[ -n "${BENCH_PGMOAT_THREADS:-}" ]]; then
+    sed -i "s/^\[listen\]\$/[listen]\nthreads = $BENCH_PGMOAT_THREADS/" "$conf"
+  fi
+  {
+    echo
+    echo "# $BENCH_SCRIPT"
+    echo "[audit]"
+    if [[ "$audit" == on ]]; then
+      echo "path = \"$TMP/audit-$name.jsonl\""
+    else
+      echo "enabled = false"
+    fi
+  } >>"$conf"
+  "$PROXY_BIN" serve --config "$conf" >"$TMP/$name.log" 2>&1 &
+  STARTED_PID=$!
+  PIDS+=("$STARTED_PID")
+  NAMES+=("$name")
+  LOGS+=("$TMP/$name.log")
+  wait_port "$port" "$STARTED_PID" "$name"
 }

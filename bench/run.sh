@@ -53,21 +53,8 @@ bench_require
 
 CLK_TCK=$(getconf CLK_TCK)
 bench_setup pm-bench
-LOGS=()  # log files of what we started
 
-# Free 127.0.0.1 ports, all held open together while picking so they are distinct.
-read -r PG_PORT MOAT_PORT MOAT_NOAUDIT_PORT MOAT_NOGUARD_PORT BOUNCER_PORT < <(/usr/bin/python3 - <<'PY'
-import socket
-socks = []
-for _ in range(5):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-PY
-)
+read -r PG_PORT MOAT_PORT MOAT_NOAUDIT_PORT MOAT_NOGUARD_PORT BOUNCER_PORT < <(free_ports 5)
 
 # How long one small write + fdatasync takes in the temp dir: TPC-B commits and pgmoat's
 # write-ahead audit both wait for it, so it sets the scale for those numbers.
@@ -98,40 +85,6 @@ log "pgbench -i -s $SCALE"
 "$PSQL" -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres postgres -c 'CHECKPOINT' >/dev/null
 
 # ---- pgmoat: default policy, audit on (fsync), and a second instance with audit off -------
-start_pgmoat() {  # name port audit(on|off) [noguard]
-  local name=$1 port=$2 audit=$3 conf="$TMP/${1/pgmoat/proxy}.toml"
-  sed -e "s/^port = 6432/port = $port/" -e "s/^port = 5432/port = $PG_PORT/" \
-    "$REPO/config/pgmoat.toml" >"$conf"
-  if [[ "${4:-}" == noguard ]]; then
-    # The same policy without its row-limit rule: what the blast-radius guard costs.
-    awk '/^\[\[rules\]\]$/ { held = $0; next }
-         held != "" { if ($0 ~ /^name = "row-limit"$/) skip = 1; else print held; held = "" }
-         skip && /^\[/ && !/^\[\[rules\]\]$/ { skip = 0 }
-         !skip { print }' "$conf" >"$conf.tmp" && mv "$conf.tmp" "$conf"
-    ! grep -q '^max_rows' "$conf" || die "could not remove the row-limit rule from $conf"
-  fi
-  { grep -q "^port = $port\$" "$conf" && grep -q "^port = $PG_PORT\$" "$conf"; } ||
-    die "could not set the ports in a copy of config/pgmoat.toml"
-  if [[ -n "${BENCH_PGMOAT_THREADS:-}" ]]; then
-    sed -i "s/^\[listen\]\$/[listen]\nthreads = $BENCH_PGMOAT_THREADS/" "$conf"
-  fi
-  {
-    echo
-    echo "# bench/run.sh"
-    echo "[audit]"
-    if [[ "$audit" == on ]]; then
-      echo "path = \"$TMP/audit-$name.jsonl\""
-    else
-      echo "enabled = false"
-    fi
-  } >>"$conf"
-  "$PROXY_BIN" serve --config "$conf" >"$TMP/$name.log" 2>&1 &
-  STARTED_PID=$!
-  PIDS+=("$STARTED_PID")
-  NAMES+=("$name")
-  LOGS+=("$TMP/$name.log")
-  wait_port "$port" "$STARTED_PID" "$name"
-}
 log "pgmoat (audit on, fsync) on 127.0.0.1:$MOAT_PORT"
 start_pgmoat pgmoat "$MOAT_PORT" on
 MOAT_PID=$STARTED_PID
