@@ -13,10 +13,12 @@
 #   BENCH_KEEP=1   keep the temp dir (logs, configs, audit file) instead of deleting it
 #   BENCH_TMPDIR   where to create the temp dir (default /tmp)
 #
-# At each table count, one client runs a single-row autocommit UPDATE by primary key
-# (pgbench -M prepared, so the guard runs in its extended-protocol mode) against Postgres
-# directly, through pgmoat without its row-limit rule, and through pgmoat with the default
-# policy, one after another. "guard µs" is the average latency with the guard minus without.
+# At each table count, one client (pgbench -M prepared, so the guard runs in its
+# extended-protocol mode) runs two scripts against Postgres directly, through pgmoat without
+# its row-limit rule, and through pgmoat with the default policy, one after another:
+#   autocommit  a single-row UPDATE by primary key
+#   block       BEGIN, three such UPDATEs, COMMIT
+# "guard µs" is the average latency with the guard minus without, per guarded UPDATE.
 #
 # Runs as root (Postgres itself runs as the unprivileged `postgres` user). Uses only
 # 127.0.0.1 and ports picked free at start; removes everything on exit.
@@ -58,21 +60,29 @@ start_pgmoat pgmoat "$MOAT_PORT" on
 log "pgmoat (audit on, no row-limit rule) on 127.0.0.1:$MOAT_NOGUARD_PORT"
 start_pgmoat pgmoat-noguard "$MOAT_NOGUARD_PORT" on noguard
 
-cat >"$TMP/update.sql" <<'SQL'
+cat >"$TMP/autocommit.sql" <<'SQL'
 \set id random(1, 1000)
 UPDATE acct SET v = v + 1 WHERE id = :id;
 SQL
+cat >"$TMP/block.sql" <<'SQL'
+\set id random(1, 998)
+BEGIN;
+UPDATE acct SET v = v + 1 WHERE id = :id;
+UPDATE acct SET v = v + 1 WHERE id = :id + 1;
+UPDATE acct SET v = v + 1 WHERE id = :id + 2;
+COMMIT;
+SQL
 
-run() {  # port -> average latency in ms
+run() {  # script port -> average latency in ms
   local out
-  out=$("$PGBENCH" -n -M prepared -c 1 -T "$SECONDS_PER_RUN" -f "$TMP/update.sql" \
-    -h 127.0.0.1 -p "$1" -U postgres postgres 2>&1) || { echo "$out" >&2; die "pgbench on port $1 failed"; }
+  out=$("$PGBENCH" -n -M prepared -c 1 -T "$SECONDS_PER_RUN" -f "$TMP/$1.sql" \
+    -h 127.0.0.1 -p "$2" -U postgres postgres 2>&1) || { echo "$out" >&2; die "pgbench $1 on port $2 failed"; }
   echo "$out" | sed -n 's/^latency average = \([0-9.]*\) ms$/\1/p'
 }
 
 echo
-echo "== row guard cost by number of tables: single-row UPDATE by primary key, 1 client, -M prepared (${SECONDS_PER_RUN}s each) =="
-printf '%-8s %12s %16s %14s %10s\n' tables "direct ms" "pgmoat noguard" "pgmoat guard" "guard µs"
+echo "== row guard cost by number of tables: single-row UPDATEs by primary key, 1 client, -M prepared (${SECONDS_PER_RUN}s each) =="
+printf '%-8s %-11s %12s %16s %14s %10s\n' tables script "direct ms" "pgmoat noguard" "pgmoat guard" "guard µs"
 have=0
 for n in $TABLES; do
   if ((n > have)); then
@@ -85,11 +95,16 @@ for n in $TABLES; do
             END LOOP; END \$\$" >/dev/null
     have=$upto
   done
-  d=$(run "$PG_PORT")
-  ng=$(run "$MOAT_NOGUARD_PORT")
-  g=$(run "$MOAT_PORT")
-  [[ -n "$d" && -n "$ng" && -n "$g" ]] || die "pgbench printed no average latency (logs in $TMP)"
-  printf '%-8s %12.3f %16.3f %14.3f %10.0f\n' "$((n + 1))" "$d" "$ng" "$g" \
-    "$(awk -v a="$g" -v b="$ng" 'BEGIN { print (a - b) * 1000 }')"
+  for script in autocommit block; do
+    d=$(run "$script" "$PG_PORT")
+    ng=$(run "$script" "$MOAT_NOGUARD_PORT")
+    g=$(run "$script" "$MOAT_PORT")
+    [[ -n "$d" && -n "$ng" && -n "$g" ]] || die "pgbench printed no average latency (logs in $TMP)"
+    per=1
+    [[ $script == block ]] && per=3
+    printf '%-8s %-11s %12.3f %16.3f %14.3f %10.0f\n' "$((n + 1))" "$script" "$d" "$ng" "$g" \
+      "$(awk -v a="$g" -v b="$ng" -v k="$per" 'BEGIN { print (a - b) * 1000 / k }')"
+  done
 done
 echo "tables: user tables in the database (the updated one included)"
+echo "guard µs: (pgmoat guard - pgmoat noguard) per guarded UPDATE (block: 3 per transaction)"

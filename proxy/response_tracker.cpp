@@ -1,5 +1,7 @@
 #include "proxy/response_tracker.h"
 
+#include <algorithm>
+
 #include "proxy/wire/protocol.h"
 
 namespace pgmoat::proxy {
@@ -135,6 +137,12 @@ ResponseTracker::Answer ResponseTracker::on_server(char tag) {
   }
   if (a.ends) pop_front();
   return a;
+}
+
+bool ResponseTracker::ready_pending() const {
+  return std::any_of(pending_.begin(), pending_.end(), [](const Entry& e) {
+    return e.kind == Kind::query || e.kind == Kind::function_call || e.kind == Kind::sync;
+  });
 }
 
 }  // namespace pgmoat::proxy

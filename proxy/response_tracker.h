@@ -42,6 +42,8 @@ class ResponseTracker {
   Answer on_server(char tag);
 
   bool idle() const { return pending_.empty(); }
+  // A Query, FunctionCall or Sync is not answered yet: a ReadyForQuery is still to come.
+  bool ready_pending() const;
   // Messages of the guard (guarded or injected) not yet answered or skipped.
   std::size_t guard_pending() const { return guard_pending_; }
   // The server is skipping messages until the next Sync (after an extended-protocol error).

@@ -33,46 +33,78 @@ std::int64_t limited_tag_rows(std::string_view msg) {
 
 }  // namespace
 
+namespace {
+
+// Both counts: the first row carries track_counts and the size of pg_class (how large the
+// catalog is, for choosing between them), then one row per user table, keyed by name.
+constexpr std::string_view kCountHead =
+    "SELECT pg_catalog.current_setting('track_counts'), NULL::pg_catalog.text, "
+    "pg_catalog.pg_relation_size('pg_catalog.pg_class'::pg_catalog.regclass), "
+    "NULL::pg_catalog.int8 "
+    "UNION ALL "
+    "SELECT NULL, pg_catalog.concat(n.nspname, '.', c.relname), "
+    "pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid), "
+    "pg_catalog.pg_stat_get_xact_tuples_updated(c.oid) "
+    "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+    "ON n.oid OPERATOR(pg_catalog.=) c.relnamespace "
+    "WHERE c.relkind OPERATOR(pg_catalog.=) 'r' AND ";
+// pg_stat_xact_user_tables would do, but it aggregates over pg_index for every table (about
+// 0.57 ms per execution on a small database, bench/RESULTS.md); this reads only the counters
+// of user tables, whose OIDs are all at or above FirstNormalObjectId (16384), and only the
+// nonzero ones come back.
+constexpr std::string_view kFullWhere =
+    "c.oid OPERATOR(pg_catalog.>=) 16384 "
+    "AND (pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid) OPERATOR(pg_catalog.<>) 0 "
+    "OR pg_catalog.pg_stat_get_xact_tuples_updated(c.oid) OPERATOR(pg_catalog.<>) 0)";
+// Only the tables this backend holds a lock on, zeros included: a table the statement
+// changed stays locked until the transaction ends. Costs the same whatever the catalog size.
+constexpr std::string_view kLockedWhere =
+    "c.oid OPERATOR(pg_catalog.=) ANY (ARRAY(SELECT l.relation FROM pg_catalog.pg_locks l "
+    "WHERE l.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid() "
+    "AND l.locktype OPERATOR(pg_catalog.=) 'relation' "
+    "AND l.relation OPERATOR(pg_catalog.>=) 16384))";
+
+}  // namespace
+
 std::string_view RowGuard::count_sql() {
-  // pg_stat_xact_user_tables would do, but it aggregates over pg_index for every table
-  // (about 0.57 ms per execution on a small database, bench/RESULTS.md); this reads only the
-  // counters of user tables, whose OIDs are all at or above FirstNormalObjectId (16384), through
-  // the pg_class OID index.
-  return "SELECT pg_catalog.current_setting('track_counts'), NULL::pg_catalog.text, "
-         "NULL::pg_catalog.int8, NULL::pg_catalog.int8 "
-         "UNION ALL "
-         "SELECT NULL, pg_catalog.concat(n.nspname, '.', c.relname), "
-         "pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid), "
-         "pg_catalog.pg_stat_get_xact_tuples_updated(c.oid) "
-         "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
-         "ON n.oid OPERATOR(pg_catalog.=) c.relnamespace "
-         "WHERE c.oid OPERATOR(pg_catalog.>=) 16384 AND c.relkind OPERATOR(pg_catalog.=) 'r' "
-         "AND (pg_catalog.pg_stat_get_xact_tuples_deleted(c.oid) OPERATOR(pg_catalog.<>) 0 "
-         "OR pg_catalog.pg_stat_get_xact_tuples_updated(c.oid) OPERATOR(pg_catalog.<>) 0)";
+  static const std::string sql = std::string(kCountHead) + std::string(kFullWhere);
+  return sql;
 }
 
-std::string RowGuard::count_messages(bool sync) {
+std::string_view RowGuard::locked_count_sql() {
+  static const std::string sql = std::string(kCountHead) + std::string(kLockedWhere);
+  return sql;
+}
+
+std::string RowGuard::count_messages(bool sync, bool locked) {
   static constexpr std::uint8_t kNoParams[2] = {0, 0};
+  const std::string& name = locked ? locked_name_ : name_;
+  bool& ready = locked ? locked_ready_ : full_ready_;
   std::string out;
-  if (!statement_ready_) {
+  if (!ready) {
     // Close first: the statement may be left over from a count that failed after its Parse
     // (closing a statement that does not exist is not an error).
-    out = wire::build_close('S', name_) +
-          wire::build_parse(name_, count_sql(), wire::Bytes(kNoParams, 2));
-    statement_ready_ = true;
+    out = wire::build_close('S', name) +
+          wire::build_parse(name, locked ? locked_count_sql() : count_sql(),
+                            wire::Bytes(kNoParams, 2));
+    ready = true;
   }
-  out +=
-      wire::build_bind(name_, name_) + wire::build_execute(name_) + wire::build_close('P', name_);
+  out += wire::build_bind(name, name) + wire::build_execute(name) + wire::build_close('P', name);
   if (sync) out += wire::build_sync();
   return out;
 }
 
 std::vector<RowGuard::Send> RowGuard::start(Mode mode, std::shared_ptr<const GuardSpec> spec,
-                                            std::string_view client_message) {
+                                            std::string_view client_message, bool ready_pending) {
   reset();
   state_ = State::counting;
   mode_ = mode;
   spec_ = std::move(spec);
+  // A ReadyForQuery still to come may mark an idle point where the server reports (and so
+  // zeroes) its counters: the baseline cannot be trusted past it.
+  if (ready_pending) baseline_valid_ = false;
+  after_locked_ = large_catalog_;
+  before_locked_ = large_catalog_ && baseline_valid_ && mode != Mode::simple_idle;
   // Between simple Queries the counts end with their own Sync (an error in one then cannot
   // make the server skip the client's query); inside the client's extended-protocol batch
   // they must not, or they would end its implicit transaction.
@@ -84,9 +116,9 @@ std::vector<RowGuard::Send> RowGuard::start(Mode mode, std::shared_ptr<const Gua
     // include earlier transactions. So count before as well as after.
     out.push_back({wire::build_query("BEGIN"), Sender::injected, kBegin});
   }
-  out.push_back({count_messages(sync), Sender::injected, kBefore});
+  out.push_back({count_messages(sync, before_locked_), Sender::injected, kBefore});
   out.push_back({std::string(client_message), Sender::guarded, 0});
-  std::string after = count_messages(sync);
+  std::string after = count_messages(sync, after_locked_);
   // Without a Sync the server keeps its answers buffered until a Flush; the client's own
   // Flush or Sync is held back until the verdict, so send one.
   if (!sync) after += wire::build_flush();
@@ -103,6 +135,8 @@ void RowGuard::read_counts(std::string_view msg, Counts& into) {
   const auto& c = *cols;
   if (c[0]) {
     if (*c[0] != "on") track_counts_off_ = true;
+    // Decides how the next statements are counted (this one's counts are already sent).
+    large_catalog_ = to_int(c[2]) >= kLockedCountFromCatalogBytes;
     return;
   }
   if (!c[1]) return;
@@ -154,8 +188,15 @@ std::optional<std::string> RowGuard::on_message(Sender sender, std::uint32_t ste
         read_counts(msg, step == kBefore ? before_ : after_);
       } else if (tag == wire::be::kCommandComplete) {
         (step == kBefore ? before_read_ : after_read_) = true;
+        if (step == kBefore && !before_locked_ && !track_counts_off_ && count_error_.empty()) {
+          // Every table's counter as of now, in this transaction: the baseline for counts
+          // restricted to locked tables, until the next ReadyForQuery that is not 'T' (see
+          // on_ready) or transaction control (forget_baseline).
+          baseline_ = before_;
+          baseline_valid_ = true;
+        }
       } else if (tag == wire::be::kErrorResponse && !error_step_) {
-        statement_ready_ = false;  // perhaps it is gone: prepare it again next time
+        full_ready_ = locked_ready_ = false;  // perhaps gone: prepare them again next time
         error_step_ = step;
         error_bytes_ = std::string(msg);
         auto fields = wire::parse_error(bytes_of(msg));
@@ -175,7 +216,7 @@ std::optional<std::string> RowGuard::on_message(Sender sender, std::uint32_t ste
 RowGuard::Result RowGuard::decide() {
   // The first count's Parse may have been skipped (an earlier error in the client's batch):
   // prepare the statement again next time rather than Bind a statement that does not exist.
-  if (!before_read_) statement_ready_ = false;
+  if (!before_read_) full_ready_ = locked_ready_ = false;
   const Result r = judge();
   // Only simple_idle has more to do: its COMMIT or ROLLBACK (a refusal resets the guard).
   state_ = mode_ == Mode::simple_idle && (r == Result::pass || r == Result::client_failed)
@@ -203,9 +244,17 @@ RowGuard::Result RowGuard::judge() {
     return Result::count_failed;
   }
   std::int64_t total = 0;
+  // Tables missing from the after count did not change (a restricted count lists every table
+  // locked by the transaction, and a changed table stays locked). A table missing from a
+  // restricted before count was not locked then, so not changed since the baseline: its
+  // counter was the baseline's.
   for (const auto& [table, after] : after_) {
     std::pair<std::int64_t, std::int64_t> was{0, 0};
-    if (auto it = before_.find(table); it != before_.end()) was = it->second;
+    if (auto it = before_.find(table); it != before_.end()) {
+      was = it->second;
+    } else if (before_locked_) {
+      if (auto bt = baseline_.find(table); bt != baseline_.end()) was = bt->second;
+    }
     std::pair<std::int64_t, std::int64_t> d{after.first - was.first, after.second - was.second};
     if (d.first <= 0 && d.second <= 0) continue;
     delta_[table] = d;

@@ -18,8 +18,20 @@
 // pg_stat_xact_user_tables: the rows this backend deleted and updated per table since it last
 // reported its statistics (the current transaction included). The difference between the two counts
 // is what the statement touched; the statement's own CommandComplete row count (and RETURNING rows)
-// are a floor under it. The client's answers are held until the verdict: at most max_rows RETURNING
-// rows for a single statement, and at most kMaxHeldBytes for a query string.
+// are a floor under it.
+//
+// Reading every user table's counters costs about 1 us per table. Once the catalog is large
+// (pg_class >= kLockedCountFromCatalogBytes), the after count reads only the tables this backend
+// holds a lock on: every table a statement changes (directly, by cascade, by trigger) stays
+// locked until the transaction ends. The before count needs every table, because the counters
+// also hold earlier transactions' rows not yet reported; it is taken in full once and kept as
+// the baseline. Later statements of the same transaction read the locked tables and take the
+// rest from the baseline (a table that was not locked was not changed since). Postgres reports
+// (and zeroes) the counters only when idle outside a transaction, so the baseline holds until a
+// ReadyForQuery other than 'T' (on_ready), or a transaction control statement (forget_baseline:
+// PREPARE TRANSACTION drops counters without ending the session's idle-free stretch). The client's
+// answers are held until the verdict: at most max_rows RETURNING rows for a single statement, and
+// at most kMaxHeldBytes for a query string.
 #pragma once
 
 #include <cstdint>
@@ -68,20 +80,36 @@ class RowGuard {
     std::uint32_t step;
   };
   static constexpr std::size_t kMaxHeldBytes = 64u << 20;
+  // From this size of pg_class on (about 200 tables with an index each), counting only the
+  // locked tables (about 0.12 ms) is cheaper than reading every table (bench/RESULTS.md).
+  static constexpr std::int64_t kLockedCountFromCatalogBytes = 160 * 1024;
 
-  // The SQL that reads the transaction's per-table counters (schema-qualified throughout,
-  // so a client's search_path cannot change what it computes).
+  // The SQL that reads the per-table counters: of every user table, or of those this backend
+  // holds a lock on (schema-qualified throughout, so a client's search_path cannot change
+  // what it computes).
   static std::string_view count_sql();
+  static std::string_view locked_count_sql();
 
-  // `name`: unique to the session, the prepared statement and portal of the counts.
-  explicit RowGuard(std::string name = "pgmoat_guard") : name_(std::move(name)) {}
+  // `name`: unique to the session, the prepared statements and portals of the counts.
+  explicit RowGuard(std::string name = "pgmoat_guard")
+      : name_(std::move(name)), locked_name_(name_ + "_locked") {}
 
-  // Begins guarding `client_message` (a whole Query or Execute).
+  // Begins guarding `client_message` (a whole Query or Execute). `ready_pending`: a Query,
+  // Sync or FunctionCall sent earlier is not answered yet (its ReadyForQuery may end the
+  // transaction the baseline belongs to).
   std::vector<Send> start(Mode mode, std::shared_ptr<const GuardSpec> spec,
-                          std::string_view client_message);
-  // The client may have removed the count statement (DISCARD ALL, DEALLOCATE ALL): prepare
-  // it again before the next count.
-  void forget_statement() { statement_ready_ = false; }
+                          std::string_view client_message, bool ready_pending = true);
+  // The client may have removed the count statements (DISCARD ALL, DEALLOCATE ALL): prepare
+  // them again before the next count.
+  void forget_statement() { full_ready_ = locked_ready_ = false; }
+  // Every ReadyForQuery from the server, whoever it answers.
+  void on_ready(char status) {
+    if (status != 'T') baseline_valid_ = false;
+  }
+  // The client sent transaction control (COMMIT, ROLLBACK TO, PREPARE TRANSACTION, ...).
+  void forget_baseline() { baseline_valid_ = false; }
+  // The next statement's after count reads only locked tables (the catalog is large).
+  bool counts_locked_tables() const { return large_catalog_; }
   // True from start() until decide().
   bool counting() const { return state_ == State::counting; }
   // True until finished() (S_I waits for its COMMIT / ROLLBACK).
@@ -125,12 +153,19 @@ class RowGuard {
   enum class State : std::uint8_t { idle, counting, finishing };
   using Counts = std::map<std::string, std::pair<std::int64_t, std::int64_t>>;  // del, upd
   void read_counts(std::string_view msg, Counts& into);
-  // Bind, Execute and Close of the count statement (Parse first when needed), then Sync.
-  std::string count_messages(bool sync);
+  // Bind, Execute and Close of a count statement (Parse first when needed), then Sync.
+  std::string count_messages(bool sync, bool locked);
   Result judge();
 
-  std::string name_;
-  bool statement_ready_ = false;  // the count statement is prepared on the server
+  std::string name_;         // the full count's statement and portal
+  std::string locked_name_;  // the locked tables' count's
+  bool full_ready_ = false;  // prepared on the server
+  bool locked_ready_ = false;
+  bool large_catalog_ = false;  // from the last count: pg_class is large
+  bool before_locked_ = false;  // this statement's counts read locked tables only
+  bool after_locked_ = false;
+  Counts baseline_;  // every table's counters, from a full before count in this transaction
+  bool baseline_valid_ = false;
   State state_ = State::idle;
   Mode mode_ = Mode::simple_idle;
   std::shared_ptr<const GuardSpec> spec_;

@@ -629,6 +629,9 @@ asio::awaitable<void> Session::server_to_client() {
     }
     const auto& piece = r.piece;
     if (piece.kind != wire::Splitter::Kind::rest) answer_ = tracker_.on_server(piece.tag);
+    if (piece.kind == wire::Splitter::Kind::whole && piece.tag == wire::be::kReadyForQuery) {
+      if (auto st = wire::parse_ready_for_query(piece.bytes)) guard_.on_ready(*st);
+    }
     if (answer_.sender == Sender::client) {
       if (piece.kind == wire::Splitter::Kind::whole) {
         deliver(piece.tag, piece.bytes, out, false);
@@ -759,7 +762,11 @@ asio::awaitable<bool> Session::run_guard(std::shared_ptr<const GuardSpec> spec, 
     discards_seen_ = gate_.statements_discarded();
     guard_.forget_statement();
   }
-  auto sends = guard_.start(mode, std::move(spec), text);
+  if (gate_.transaction_controls() != controls_seen_) {
+    controls_seen_ = gate_.transaction_controls();
+    guard_.forget_baseline();
+  }
+  auto sends = guard_.start(mode, std::move(spec), text, tracker_.ready_pending());
   if (!co_await send_tracked(std::move(sends))) co_return false;
   while (guard_.counting() && !closed_) co_await wait_guard_signal();
   if (closed_) co_return false;

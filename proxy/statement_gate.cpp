@@ -300,6 +300,7 @@ std::optional<StatementGate::Verdict> StatementGate::handle_approval(
     if (starts_with_word(st.text, "discard") || starts_with_word(st.text, "deallocate")) {
       ++discards_;
     }
+    if (parser::has(st.classes, StatementClass::transaction)) ++transaction_controls_;
     // set_config('pgmoat.approval', ...) would carry the token to the server and its logs.
     for (const auto& f : st.functions) {
       if (f != "set_config") continue;
@@ -754,6 +755,10 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_execute(wire::Bytes me
     auto pit = portals_.find(*portal);
     if (pit != portals_.end()) {
       auto sit = statements_.find(pit->second);
+      if (sit != statements_.end() &&
+          (sit->second.classification->all_classes() & parser::bit(StatementClass::transaction))) {
+        ++transaction_controls_;
+      }
       if (sit != statements_.end() && commits(*sit->second.classification)) {
         if (!co_await drain()) co_return refuse_commit(nullptr, true);
       }

@@ -40,8 +40,8 @@ def moat(pgmoat_factory):
     return start_guarded(pgmoat_factory)
 
 
-def table(pg, name: str, rows: int) -> str:
-    with pg.admin() as c:
+def table(pg, name: str, rows: int, db: str = "postgres") -> str:
+    with pg.admin(db) as c:
         c.execute(f"DROP TABLE IF EXISTS {name} CASCADE")
         c.execute(f"CREATE TABLE {name} (id int PRIMARY KEY, v int NOT NULL DEFAULT 0)")
         c.execute(f"INSERT INTO {name} (id) SELECT g FROM generate_series(1, {rows}) g")
@@ -49,10 +49,10 @@ def table(pg, name: str, rows: int) -> str:
     return name
 
 
-def stations(pg, prefix: str, n_stations: int = 7) -> tuple[str, str]:
+def stations(pg, prefix: str, n_stations: int = 7, db: str = "postgres") -> tuple[str, str]:
     """The incident's shape: stations, and measurements that cascade from them."""
     st, me = f"{prefix}_station", f"{prefix}_measurement"
-    with pg.admin() as c:
+    with pg.admin(db) as c:
         c.execute(f"DROP TABLE IF EXISTS {me}, {st} CASCADE")
         c.execute(f'CREATE TABLE {st} (id int PRIMARY KEY, "ofevCode" text NOT NULL)')
         c.execute(f"CREATE TABLE {me} (id bigserial PRIMARY KEY, "
@@ -65,8 +65,42 @@ def stations(pg, prefix: str, n_stations: int = 7) -> tuple[str, str]:
     return st, me
 
 
-def n(pg, t: str) -> int:
-    return mu.count(pg, f"SELECT count(*) FROM {t}")
+def n(pg, t: str, db: str = "postgres") -> int:
+    return mu.count(pg, f"SELECT count(*) FROM {t}", db)
+
+
+LARGE_DB = "rg_large_catalog"
+
+
+@pytest.fixture(scope="module")
+def large_catalog(pg) -> str:
+    """A database with 300 more tables: pg_class past RowGuard::kLockedCountFromCatalogBytes,
+    so the guard counts the tables a transaction holds locks on, over a per-transaction
+    baseline, instead of reading every table twice."""
+    with pg.admin() as c:
+        c.execute(f"DROP DATABASE IF EXISTS {LARGE_DB}")
+        c.execute(f"CREATE DATABASE {LARGE_DB}")
+    with pg.admin(LARGE_DB) as c:
+        for lo in range(1, 301, 100):  # 100 per transaction: each holds a lock until it ends
+            c.execute(f"DO $$BEGIN FOR i IN {lo}..{lo + 99} LOOP EXECUTE format("
+                      f"'CREATE TABLE filler_%s (id int PRIMARY KEY)', i); END LOOP; END$$")
+        size = c.execute("SELECT pg_relation_size('pg_catalog.pg_class')").fetchone()[0]
+    assert size >= 160 * 1024, f"pg_class is only {size} bytes: the test would not reach the mode"
+    return LARGE_DB
+
+
+@pytest.fixture(params=["small", "large"])
+def db(request) -> str:
+    """The same test on pgmoat's test database (4 tables' worth of catalog) and on one whose
+    catalog is large enough for the guard to count only locked tables."""
+    return "postgres" if request.param == "small" else request.getfixturevalue("large_catalog")
+
+
+def guard_statements(conn) -> set[str]:
+    """The count statements the guard has prepared in this session, by their suffix."""
+    names = [r[0] for r in conn.execute(
+        "SELECT name FROM pg_prepared_statements WHERE name LIKE 'pgmoat\\_guard\\_%'").fetchall()]
+    return {"locked" if name.endswith("_locked") else "full" for name in names}
 
 
 # ------------------------------------------------------------------ simple protocol, psql
@@ -143,9 +177,9 @@ def test_under_the_limit_runs_with_its_row_count(pg, moat):
     assert mu.count(pg, f"SELECT count(*) FROM {me} WHERE station = 3") == 0
 
 
-def test_inside_a_transaction_block(pg, moat):
-    t = table(pg, "rg_tx", 1000)
-    with moat.endpoint.connect(autocommit=False) as conn:  # not autocommit: BEGIN first
+def test_inside_a_transaction_block(pg, moat, db):
+    t = table(pg, "rg_tx", 1000, db)
+    with moat.endpoint.connect(dbname=db, autocommit=False) as conn:  # not autocommit: BEGIN first
         conn.execute(f"UPDATE {t} SET v = 1 WHERE id <= 10")
         assert conn.info.transaction_status.name == "INTRANS"
         with pytest.raises(pgerr.InsufficientPrivilege) as ei:
@@ -159,19 +193,20 @@ def test_inside_a_transaction_block(pg, moat):
         # a block with writes under the limit commits them
         conn.execute(f"UPDATE {t} SET v = 3 WHERE id <= 50")
         conn.execute(f"DELETE FROM {t} WHERE id > 990")
+        assert guard_statements(conn) == ({"full"} if db == "postgres" else {"full", "locked"})
         conn.commit()
-    assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE v = 3") == 50
-    assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE v IN (1, 2)") == 0
-    assert n(pg, t) == 990
+    assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE v = 3", db) == 50
+    assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE v IN (1, 2)", db) == 0
+    assert n(pg, t, db) == 990
 
 
-def test_limit_counts_per_statement_not_per_transaction(pg, moat):
-    t = table(pg, "rg_per_stmt", 300)
-    with moat.endpoint.connect(autocommit=False) as conn:
+def test_limit_counts_per_statement_not_per_transaction(pg, moat, db):
+    t = table(pg, "rg_per_stmt", 300, db)
+    with moat.endpoint.connect(dbname=db, autocommit=False) as conn:
         for lo in (1, 81, 161, 241):  # 4 x 60..80 rows, 300 in the transaction
             conn.execute(f"DELETE FROM {t} WHERE id >= {lo} AND id < {lo + 80}")
         conn.commit()
-    assert n(pg, t) == 0
+    assert n(pg, t, db) == 0
 
 
 def test_returning_under_and_over(pg, moat):
@@ -225,23 +260,106 @@ def test_merge_and_update_are_limited(pg, moat):
     assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE v = 9") == 5
 
 
-def test_trigger_changes_count(pg, moat):
-    t, log = table(pg, "rg_trig", 50), table(pg, "rg_trig_log", 200)
-    with pg.admin() as c:
+def test_trigger_changes_count(pg, moat, db):
+    t, log = table(pg, "rg_trig", 50, db), table(pg, "rg_trig_log", 200, db)
+    with pg.admin(db) as c:
         c.execute(f"CREATE OR REPLACE FUNCTION rg_touch() RETURNS trigger LANGUAGE plpgsql AS "
                   f"$$BEGIN UPDATE {log} SET v = v + 1; RETURN NULL; END$$")
         c.execute(f"CREATE TRIGGER touch AFTER UPDATE ON {t} FOR EACH STATEMENT EXECUTE FUNCTION rg_touch()")
     # 1 row updated directly, 200 by the trigger
-    r = mu.psql(moat.endpoint, f"UPDATE {t} SET v = 1 WHERE id = 1")
+    r = mu.psql(moat.endpoint, f"UPDATE {t} SET v = 1 WHERE id = 1", dbname=db)
     assert r.returncode == 1 and "It touched 201 rows" in r.stderr, r.stderr
-    assert mu.count(pg, f"SELECT count(*) FROM {log} WHERE v > 0") == 0
+    assert mu.count(pg, f"SELECT count(*) FROM {log} WHERE v > 0", db) == 0
+
+
+def test_large_catalog_counts_rows_left_by_earlier_transactions_once(pg, moat, large_catalog):
+    """Rows an earlier transaction changed stay in the backend's counters until Postgres
+    reports them (at most once a second, when idle). The guard's baseline holds them, so a
+    later statement in the transaction is not charged for them."""
+    db = large_catalog
+    t, other = table(pg, "rgl_busy", 1000, db), table(pg, "rgl_other", 10, db)
+    st, me = stations(pg, "rgl_casc", db=db)
+    with pg.admin(db) as c:
+        c.execute(f"CREATE OR REPLACE FUNCTION rgl_bump() RETURNS int LANGUAGE sql AS "
+                  f"$$UPDATE {t} SET v = v + 1 WHERE id <= 600 RETURNING 1$$")
+    with moat.endpoint.connect(dbname=db) as conn:
+        # Report whatever is pending now; then 600 updates that are not reported for a second.
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        conn.execute("SELECT rgl_bump()")  # a function called by SELECT: not guarded
+        conn.autocommit = False
+        pending = conn.execute(f"SELECT pg_stat_get_xact_tuples_updated('{t}'::regclass)").fetchone()[0]
+        assert pending >= 600, f"the 600 updates were already reported ({pending} pending)"
+        conn.execute(f"UPDATE {other} SET v = 1 WHERE id = 1")  # the full count: the baseline
+        cur = conn.execute(f"UPDATE {t} SET v = -1 WHERE id = 1000")  # locked tables only
+        assert cur.rowcount == 1
+        with pytest.raises(pgerr.InsufficientPrivilege) as ei:
+            conn.execute(f"DELETE FROM {st} WHERE id <= 3")
+        assert "It touched" in ei.value.diag.message_detail
+        assert f"public.{me} " in ei.value.diag.message_detail
+        assert f"public.{t}" not in ei.value.diag.message_detail
+        conn.rollback()
+        assert guard_statements(conn) == {"full", "locked"}
+    assert (n(pg, st, db), n(pg, me, db)) == (7, 20000)
+
+
+def test_large_catalog_rolled_back_savepoint_is_not_charged_again(pg, moat, large_catalog):
+    """ROLLBACK TO SAVEPOINT releases the locks of what it undid, but the counters keep its
+    rows: the guard counts every table again after transaction control."""
+    db = large_catalog
+    t, other = table(pg, "rgl_sp", 1000, db), table(pg, "rgl_sp_other", 10, db)
+    with moat.endpoint.connect(dbname=db, autocommit=False) as conn:
+        conn.execute(f"UPDATE {other} SET v = 1 WHERE id = 1")
+        conn.execute("SAVEPOINT s")
+        assert conn.execute(f"UPDATE {t} SET v = 1 WHERE id <= 80").rowcount == 80
+        conn.execute("ROLLBACK TO SAVEPOINT s")
+        assert conn.execute(f"UPDATE {t} SET v = 2 WHERE id <= 80").rowcount == 80
+        with pytest.raises(pgerr.InsufficientPrivilege) as ei:
+            conn.execute(f"UPDATE {t} SET v = 3 WHERE id <= 101")
+        assert "It touched 101 rows" in ei.value.diag.message_detail
+        conn.rollback()
+    assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE v <> 0", db) == 0
+
+
+def test_large_catalog_pipeline_across_an_idle_point_counts_afresh(pg, moat, large_catalog):
+    """One pipeline, sent at once: a Sync between two guarded statements lets the server go
+    idle and report (zero) its counters before pgmoat has seen that ReadyForQuery. A baseline
+    from before it would be too high and hide the trigger's 1000 rows; the guard counts every
+    table again instead."""
+    import pgwire
+    db = large_catalog
+    t, log = table(pg, "rgl_pipe_t", 10, db), table(pg, "rgl_pipe_log", 1000, db)
+    other = table(pg, "rgl_pipe_other", 10, db)
+    with pg.admin(db) as c:
+        c.execute(f"CREATE OR REPLACE FUNCTION rgl_pipe_touch() RETURNS trigger LANGUAGE plpgsql AS "
+                  f"$$BEGIN UPDATE {log} SET v = v + 1; RETURN NULL; END$$")
+        c.execute(f"CREATE TRIGGER touch AFTER UPDATE ON {t} FOR EACH STATEMENT "
+                  f"EXECUTE FUNCTION rgl_pipe_touch()")
+        c.execute(f"CREATE OR REPLACE FUNCTION rgl_pipe_bump() RETURNS int LANGUAGE sql AS "
+                  f"$$UPDATE {log} SET v = v + 1 RETURNING 1$$")
+    with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
+        c.startup("postgres", db)
+        assert pgwire.first_error(c.simple_query("SELECT pg_stat_force_next_flush()")) is None
+        for _ in range(5):  # 5000 updates of the log table left in the counters
+            assert pgwire.first_error(c.simple_query("SELECT count(rgl_pipe_bump())")) is None
+
+        def run(sql: str) -> bytes:
+            return _parse("", sql) + _bind("", "") + _execute("")
+
+        c.send(run("SELECT pg_stat_force_next_flush()") +  # reported at the next idle point
+               run(f"UPDATE {other} SET v = 1 WHERE id = 1") + SYNC +
+               run(f"UPDATE {t} SET v = 1 WHERE id = 1") + SYNC)  # 1 row, 1000 by the trigger
+        assert pgwire.first_error(c.read_until(b"Z")) is None
+        err = pgwire.first_error(c.read_until(b"Z"))
+        assert err is not None and err.get("C") == "42501", err
+        assert "It touched 1001 rows" in err.get("D", ""), err
+    assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE v = 1", db) == 0
 
 
 # ------------------------------------------------------------------ extended protocol
 
-def test_psycopg_pipeline(pg, moat):
-    t = table(pg, "rg_pipe", 1000)
-    with moat.endpoint.connect() as conn:
+def test_psycopg_pipeline(pg, moat, db):
+    t = table(pg, "rg_pipe", 1000, db)
+    with moat.endpoint.connect(dbname=db) as conn:
         with conn.pipeline():
             a = conn.execute(f"DELETE FROM {t} WHERE id <= %s RETURNING id", (20,))
             b = conn.execute(f"UPDATE {t} SET v = %s WHERE id > %s AND id <= %s", (7, 20, 70))
@@ -260,9 +378,9 @@ def test_psycopg_pipeline(pg, moat):
         assert after is not None
         assert conn.info.transaction_status.name == "IDLE"
         assert conn.execute("SELECT 1").fetchone() == (1,)
-    assert n(pg, t) == 980
+    assert n(pg, t, db) == 980
     # the same implicit transaction: the UPDATE before the refusal rolled back with it
-    assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE v IN (8, 9)") == 0
+    assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE v IN (8, 9)", db) == 0
 
 
 def test_psycopg_prepared_statement_reused_under_the_guard(pg, moat):

@@ -34,6 +34,28 @@ TEST(ResponseTracker, SimpleQueryIsAnsweredUpToReadyForQuery) {
   EXPECT_EQ(t.guard_pending(), 0u);
 }
 
+TEST(ResponseTracker, ReadyPendingUntilEveryQuerySyncAndFunctionCallIsAnswered) {
+  ResponseTracker t;
+  EXPECT_FALSE(t.ready_pending());
+  t.sent('P');
+  t.sent('B');
+  t.sent('E');
+  EXPECT_FALSE(t.ready_pending());  // extended messages end without a ReadyForQuery
+  t.sent('S');
+  EXPECT_TRUE(t.ready_pending());
+  attribute(t, "12C");
+  EXPECT_TRUE(t.ready_pending());
+  attribute(t, "Z");
+  EXPECT_FALSE(t.ready_pending());
+  t.sent('Q');
+  EXPECT_TRUE(t.ready_pending());
+  attribute(t, "CZ");
+  t.sent('F');
+  EXPECT_TRUE(t.ready_pending());
+  attribute(t, "VZ");
+  EXPECT_FALSE(t.ready_pending());
+}
+
 TEST(ResponseTracker, ExtendedMessagesEachEndWithTheirOwnAnswer) {
   ResponseTracker t;
   for (char c : std::string("PBDES")) t.sent(c);

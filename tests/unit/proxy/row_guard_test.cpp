@@ -38,8 +38,10 @@ std::string complete(std::string_view tag) {
   return out;
 }
 
-std::string settings_row(std::string_view track_counts = "on") {
-  return data_row({std::string(track_counts), std::nullopt, std::nullopt, std::nullopt});
+std::string settings_row(std::string_view track_counts = "on",
+                         std::optional<std::string> catalog_bytes = std::nullopt) {
+  return data_row(
+      {std::string(track_counts), std::nullopt, std::move(catalog_bytes), std::nullopt});
 }
 std::string table_row(std::string name, std::int64_t del, std::int64_t upd) {
   return data_row({std::nullopt, std::move(name), std::to_string(del), std::to_string(upd)});
@@ -53,10 +55,12 @@ std::shared_ptr<GuardSpec> spec(std::int64_t max_rows, bool enforce = true) {
   return s;
 }
 
+using Tables = std::vector<std::tuple<std::string, std::int64_t, std::int64_t>>;
+
 // Feeds one count query's answer (after the settings row, one row per table).
-void count(RowGuard& g, RowGuard::Step step,
-           const std::vector<std::tuple<std::string, std::int64_t, std::int64_t>>& tables) {
-  g.on_message(Sender::injected, step, settings_row());
+void count(RowGuard& g, RowGuard::Step step, const Tables& tables,
+           std::optional<std::string> catalog_bytes = std::nullopt) {
+  g.on_message(Sender::injected, step, settings_row("on", std::move(catalog_bytes)));
   for (const auto& [name, del, upd] : tables)
     g.on_message(Sender::injected, step, table_row(name, del, upd));
   g.on_message(Sender::injected, step, complete("SELECT 1"));
@@ -309,6 +313,108 @@ TEST(RowGuard, ParameterStatusAndFatalFromInjectedMessagesReachTheClient) {
   auto fatal = wire::error_response("FATAL", "57P01", "terminating connection");
   EXPECT_EQ(g.on_message(Sender::injected, RowGuard::kBefore, fatal), fatal);
   EXPECT_FALSE(g.on_message(Sender::injected, RowGuard::kBefore, settings_row()).has_value());
+}
+
+// Which count statement a send executes: the full one ("g") or the locked tables' ("g_locked").
+bool runs_locked(const RowGuard::Send& s) {
+  return s.bytes.find(wire::build_bind("g_locked", "g_locked")) != std::string::npos;
+}
+bool runs_full(const RowGuard::Send& s) {
+  return s.bytes.find(wire::build_bind("g", "g")) != std::string::npos;
+}
+constexpr const char* kLargeCatalog = "1179648";  // pg_class with 3,000 user tables
+constexpr const char* kSmallCatalog = "114688";   // pgbench's 4
+
+// One whole guarded UPDATE in a transaction block: counts, the statement's answer, verdict.
+Result run_update(RowGuard& g, const Tables& before, const Tables& after, std::int64_t tag_rows,
+                  const char* catalog = kLargeCatalog) {
+  count(g, RowGuard::kBefore, before, catalog);
+  g.on_message(Sender::guarded, 0, complete("UPDATE " + std::to_string(tag_rows)));
+  g.on_message(Sender::guarded, 0, wire::ready_for_query('T'));
+  count(g, RowGuard::kAfter, after, catalog);
+  return g.decide();
+}
+
+TEST(RowGuard, ASmallCatalogIsCountedInFullBeforeAndAfter) {
+  RowGuard g("g");
+  for (int i = 0; i < 3; ++i) {
+    auto sends =
+        g.start(RowGuard::Mode::simple_block, spec(10), wire::build_query("UPDATE"), false);
+    EXPECT_TRUE(runs_full(sends[0]) && runs_full(sends[2]));
+    EXPECT_FALSE(runs_locked(sends[0]) || runs_locked(sends[2]));
+    EXPECT_EQ(run_update(g, {}, {{"public.t", 0, 1}}, 1, kSmallCatalog), Result::pass);
+  }
+  EXPECT_FALSE(g.counts_locked_tables());
+}
+
+TEST(RowGuard, ALargeCatalogCountsLockedTablesOnTopOfTheTransactionsBaseline) {
+  RowGuard g("g");
+  // First statement: nothing known yet, both counts in full. The catalog turns out large.
+  // public.busy holds 1500 updates of earlier transactions not yet reported by the server.
+  auto sends = g.start(RowGuard::Mode::simple_block, spec(1000), wire::build_query("U1"), false);
+  EXPECT_TRUE(runs_full(sends[0]) && runs_full(sends[2]));
+  EXPECT_EQ(
+      run_update(g, {{"public.busy", 0, 1500}}, {{"public.busy", 0, 1500}, {"public.a", 0, 1}}, 1),
+      Result::pass);
+  EXPECT_TRUE(g.counts_locked_tables());
+  // Second statement, same transaction: both counts read locked tables only. public.busy was
+  // not locked before it (missing from the before count), so its baseline 1500 stands in.
+  sends = g.start(RowGuard::Mode::simple_block, spec(1000), wire::build_query("U2"), false);
+  EXPECT_TRUE(runs_locked(sends[0]) && runs_locked(sends[2]));
+  EXPECT_EQ(run_update(g, {{"public.a", 0, 1}}, {{"public.a", 0, 1}, {"public.busy", 0, 1501}}, 1),
+            Result::pass);
+  EXPECT_EQ(g.rows(), 1);
+  // Third: a cascade into a table neither the baseline nor the before count has.
+  sends = g.start(RowGuard::Mode::simple_block, spec(1000), wire::build_query("D"), false);
+  EXPECT_EQ(run_update(g, {{"public.a", 0, 1}, {"public.busy", 0, 1501}},
+                       {{"public.a", 0, 1},
+                        {"public.busy", 0, 1501},
+                        {"public.parent", 2, 0},
+                        {"public.child", 4000, 0}},
+                       2),
+            Result::over);
+  EXPECT_EQ(g.rows(), 4002);
+  EXPECT_EQ(g.breakdown(), "public.child 4000 deleted, public.parent 2 deleted");
+}
+
+TEST(RowGuard, TheBaselineEndsWhereTheServerMayReportItsCounters) {
+  RowGuard g("g");
+  auto establish = [&] {
+    g.start(RowGuard::Mode::simple_block, spec(10), wire::build_query("U"), false);
+    ASSERT_EQ(run_update(g, {}, {{"public.t", 0, 1}}, 1), Result::pass);
+  };
+  auto before_is_full = [&](bool ready_pending) {
+    auto sends =
+        g.start(RowGuard::Mode::simple_block, spec(10), wire::build_query("U"), ready_pending);
+    const bool full = runs_full(sends[0]) && !runs_locked(sends[0]);
+    EXPECT_TRUE(runs_locked(sends[2]));  // the after count stays restricted
+    EXPECT_EQ(run_update(g, {}, {{"public.t", 0, 1}}, 1), Result::pass);
+    return full;
+  };
+  establish();
+  EXPECT_FALSE(before_is_full(false));
+  g.on_ready('T');  // still in the transaction
+  EXPECT_FALSE(before_is_full(false));
+  g.on_ready('I');  // idle: the server may have reported and zeroed its counters
+  EXPECT_TRUE(before_is_full(false));
+  g.on_ready('E');
+  EXPECT_TRUE(before_is_full(false));
+  g.forget_baseline();  // COMMIT, ROLLBACK TO, PREPARE TRANSACTION ...
+  EXPECT_TRUE(before_is_full(false));
+  EXPECT_TRUE(before_is_full(true));  // a ReadyForQuery is still on its way
+  EXPECT_FALSE(before_is_full(false));
+  // pgmoat's own BEGIN ... COMMIT: always a full before count.
+  auto sends = g.start(RowGuard::Mode::simple_idle, spec(10), wire::build_query("U"), false);
+  EXPECT_TRUE(runs_full(sends[1]) && runs_locked(sends[3]));
+}
+
+TEST(RowGuard, LockedCountSqlIsSchemaQualified) {
+  std::string sql(RowGuard::locked_count_sql());
+  EXPECT_NE(sql.find("pg_catalog.pg_locks"), std::string::npos);
+  EXPECT_NE(sql.find("pg_catalog.pg_backend_pid()"), std::string::npos);
+  EXPECT_NE(sql.find("pg_catalog.pg_stat_get_xact_tuples_updated"), std::string::npos);
+  EXPECT_EQ(sql.find(" = "), std::string::npos);
+  EXPECT_EQ(sql.find(" >= "), std::string::npos);
 }
 
 TEST(RowGuard, CountSqlIsSchemaQualified) {
