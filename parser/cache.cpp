@@ -2,6 +2,13 @@
 // Lookups hash once, lock one shard, and move the hit to the front of that shard's list.
 // A miss is admitted only if the shard's doorkeeper saw the same text hash before: one-off
 // texts cost no insert, no eviction, and push nothing useful out.
+//
+// A miss whose text has numeric literals is looked up by its template (parser/
+// literal_template.h) first. The template's own classification, cached under the template
+// text, stands for the statement only when it is one plain SELECT: reads, no function
+// calls. Numbers cannot change what such a statement is, whatever their values, and only
+// numbers differ between the two texts. Anything else (a DELETE whose WHERE may be 1=1, a
+// call whose argument names a setting) is parsed from its own text.
 #include <array>
 #include <atomic>
 #include <list>
@@ -9,6 +16,7 @@
 #include <unordered_map>
 
 #include "parser/classify.h"
+#include "parser/literal_template.h"
 
 namespace pgmoat::parser {
 namespace {
@@ -46,6 +54,31 @@ struct Shard {
   std::array<std::uint32_t, kDoorkeeperSlots> seen{};
 };
 
+// What a template's classification may stand for: exactly one statement, a read with no
+// function call, nothing opaque.
+bool plain_select(const Classification& c) {
+  if (!c.ok || c.statements.size() != 1) return false;
+  const Statement& st = c.statements.front();
+  return st.classes == bit(StatementClass::select) && st.functions.empty() && !st.opaque &&
+         st.set_name.empty() && st.prepared_name.empty() && st.object_type.empty();
+}
+
+// Only a text that starts with SELECT can be a plain SELECT: anything else skips the
+// template scan and lookup (DML with inline literals would only pay for them).
+bool starts_with_select(std::string_view sql) {
+  std::size_t i = 0;
+  while (i < sql.size() && (sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\n' || sql[i] == '\r')) {
+    ++i;
+  }
+  constexpr std::string_view kSelect = "select";
+  if (sql.size() - i <= kSelect.size()) return false;
+  for (std::size_t k = 0; k < kSelect.size(); ++k) {
+    if ((sql[i + k] | 0x20) != kSelect[k]) return false;
+  }
+  const char next = sql[i + kSelect.size()];
+  return next == ' ' || next == '\t' || next == '\n' || next == '\r' || next == '(' || next == '*';
+}
+
 }  // namespace
 
 struct ClassificationCache::Impl {
@@ -62,35 +95,59 @@ ClassificationCache::ClassificationCache(std::size_t max_bytes)
 ClassificationCache::~ClassificationCache() = default;
 
 std::shared_ptr<const Classification> ClassificationCache::get(std::string_view sql) {
-  const std::size_t h = std::hash<std::string_view>{}(sql);
-  Shard& shard = impl_->shards[(h >> 7) % kShards];
-  {
-    std::lock_guard lock(shard.mu);
-    if (auto it = shard.index.find(sql); it != shard.index.end()) {
-      shard.lru.splice(shard.lru.begin(), shard.lru, it->second);
+  if (auto hit = lookup(sql)) {
+    impl_->hits.fetch_add(1, std::memory_order_relaxed);
+    return hit;
+  }
+  if (auto t = starts_with_select(sql) ? numeric_template(sql) : std::nullopt) {
+    auto shared = lookup(t->text);
+    if (!shared) {
+      shared = insert(t->text, std::make_shared<const Classification>(classify(t->text)),
+                      /*admit_at_once=*/true);
+    }
+    if (plain_select(*shared)) {
       impl_->hits.fetch_add(1, std::memory_order_relaxed);
-      return it->second->value;
+      auto own = std::make_shared<Classification>(*shared);
+      own->statements.front().text = std::string(t->statement);
+      // The same text again (a health check, a repeated lookup) becomes an exact hit.
+      return insert(sql, std::move(own), false);
     }
   }
   impl_->misses.fetch_add(1, std::memory_order_relaxed);
-  // Classify outside the lock: a slow parse must not stall other lookups on this shard.
-  auto value = std::make_shared<const Classification>(classify(sql));
-  Entry e{std::string(sql), value, 0};
-  e.bytes = approx_bytes(e.key, *value);
-  if (e.bytes > impl_->shard_budget) return value;  // too big to keep
+  return insert(sql, std::make_shared<const Classification>(classify(sql)), false);
+}
 
+std::shared_ptr<const Classification> ClassificationCache::lookup(std::string_view sql) {
+  const std::size_t h = std::hash<std::string_view>{}(sql);
+  Shard& shard = impl_->shards[(h >> 7) % kShards];
+  std::lock_guard lock(shard.mu);
+  auto it = shard.index.find(sql);
+  if (it == shard.index.end()) return nullptr;
+  shard.lru.splice(shard.lru.begin(), shard.lru, it->second);
+  return it->second->value;
+}
+
+// Called with a classification made outside any lock: a slow parse must not stall other
+// lookups on its shard. Only an admitted text pays for its entry.
+std::shared_ptr<const Classification> ClassificationCache::insert(
+    std::string_view sql, std::shared_ptr<const Classification> value, bool admit_at_once) {
+  const std::size_t h = std::hash<std::string_view>{}(sql);
+  Shard& shard = impl_->shards[(h >> 7) % kShards];
   std::lock_guard lock(shard.mu);
   // Hash bits 7-10 chose the shard; the slot and tag use others.
   std::uint32_t& seen = shard.seen[(h >> 11) % kDoorkeeperSlots];
   const auto tag = static_cast<std::uint32_t>(static_cast<std::uint64_t>(h) >> 32) | 1u;
-  if (seen != tag) {
+  if (seen != tag && !admit_at_once) {
     seen = tag;  // first sighting: remember it, keep nothing
     return value;
   }
-  seen = 0;
+  if (seen == tag) seen = 0;
   if (auto it = shard.index.find(sql); it != shard.index.end()) {
     return it->second->value;  // another thread got there first
   }
+  Entry e{std::string(sql), value, 0};
+  e.bytes = approx_bytes(e.key, *value);
+  if (e.bytes > impl_->shard_budget) return value;  // too big to keep
   shard.bytes += e.bytes;
   shard.lru.push_front(std::move(e));
   shard.index.emplace(std::string_view{shard.lru.front().key}, shard.lru.begin());

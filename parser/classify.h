@@ -27,6 +27,8 @@ std::string normalize(std::string_view sql);
 // `WHERE 1=1` and `WHERE 1=2` must not share an entry). A text is kept from the second time
 // it is seen: statements with literals written inline (pgbench -M simple, ORMs that do not
 // bind parameters) are each seen once, and keeping them would only evict useful entries.
+// The one exception: a single plain SELECT (no function call) whose text differs from an
+// earlier one only in numbers shares that one's parse (cache.cpp says why that is safe).
 class ClassificationCache {
  public:
   explicit ClassificationCache(std::size_t max_bytes = 64u << 20);
@@ -40,6 +42,12 @@ class ClassificationCache {
   std::size_t entries() const;
 
  private:
+  // The cached classification of exactly `sql`, or null.
+  std::shared_ptr<const Classification> lookup(std::string_view sql);
+  // Keeps `value` for `sql` (from its second sighting, or at once); returns the kept value.
+  std::shared_ptr<const Classification> insert(std::string_view sql,
+                                               std::shared_ptr<const Classification> value,
+                                               bool admit_at_once);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

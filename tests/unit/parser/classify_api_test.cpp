@@ -332,7 +332,7 @@ TEST(Cache, KeepsATextFromItsSecondSighting) {
   auto d = cache.get("DELETE FROM users");  // third: a hit
   EXPECT_EQ(cache.misses(), 3u);
   EXPECT_EQ(cache.hits(), 1u);
-  EXPECT_EQ(cache.entries(), 1u);
+  EXPECT_EQ(cache.entries(), 1u);  // a DELETE never gets a template
   EXPECT_NE(a.get(), b.get());
   EXPECT_EQ(b.get(), d.get());
   EXPECT_TRUE(has(a->all_classes(), StatementClass::delete_without_where));
@@ -340,17 +340,108 @@ TEST(Cache, KeepsATextFromItsSecondSighting) {
   EXPECT_FALSE(has(c->all_classes(), StatementClass::delete_without_where));
 }
 
+// Texts with string literals: never shared through a template.
+std::string by_name(int i) {
+  return "SELECT abalance FROM accounts WHERE name = 'n" + std::to_string(i) + "'";
+}
+
 TEST(Cache, OneOffTextsAreNotKept) {
   ClassificationCache cache;
   for (int i = 0; i < 2000; ++i) {
-    auto c = cache.get("SELECT abalance FROM pgbench_accounts WHERE aid = " + std::to_string(i));
+    auto c = cache.get(by_name(i));
     ASSERT_TRUE(c->ok);
   }
   EXPECT_EQ(cache.entries(), 0u);
   EXPECT_EQ(cache.misses(), 2000u);
   // A text seen again is kept even after many others went by (unless its slot was reused).
-  (void)cache.get("SELECT abalance FROM pgbench_accounts WHERE aid = 1999");
+  (void)cache.get(by_name(1999));
   EXPECT_EQ(cache.entries(), 1u);
+}
+
+TEST(Cache, PlainSelectsThatDifferInNumbersShareOneParse) {
+  ClassificationCache cache;
+  for (int i = 0; i < 2000; ++i) {
+    const std::string sql =
+        "SELECT abalance FROM pgbench_accounts WHERE aid = " + std::to_string(i) + ";";
+    auto c = cache.get(sql);
+    ASSERT_TRUE(c->ok);
+    ASSERT_EQ(c->statements.size(), 1u);
+    // The statement's own text, not the template's.
+    ASSERT_EQ(c->statements[0].text, sql.substr(0, sql.size() - 1));
+    ASSERT_EQ(c->statements[0].target, "pgbench_accounts");
+  }
+  EXPECT_EQ(cache.entries(), 1u);  // the template
+  EXPECT_EQ(cache.hits(), 2000u);
+  EXPECT_EQ(cache.misses(), 0u);
+}
+
+TEST(Cache, NumbersNeverDecideForAnythingButAPlainSelect) {
+  ClassificationCache cache;
+  for (int round = 0; round < 2; ++round) {  // the second round finds every template cached
+    EXPECT_TRUE(has(cache.get("DELETE FROM t WHERE 1=1")->all_classes(),
+                    StatementClass::delete_without_where));
+    EXPECT_FALSE(has(cache.get("DELETE FROM t WHERE 1=2")->all_classes(),
+                     StatementClass::delete_without_where));
+    EXPECT_EQ(cache.get("SELECT pg_sleep(1)")->statements.at(0).functions,
+              std::vector<std::string>{"pg_sleep"});
+    EXPECT_TRUE(
+        has(cache.get("WITH d AS (DELETE FROM t WHERE id = 4 RETURNING 1) SELECT 1")->all_classes(),
+            StatementClass::delete_));
+    EXPECT_TRUE(has(cache.get("SELECT 1 INTO t2")->all_classes(), StatementClass::ddl));
+  }
+}
+
+// Every statement read through a warm template equals classify() of its own text.
+TEST(Cache, ATemplatesClassificationEqualsTheStatementsOwn) {
+  const std::vector<std::pair<std::string, std::string>> corpus = {
+      {"SELECT abalance FROM pgbench_accounts WHERE aid = 1",
+       "SELECT abalance FROM pgbench_accounts WHERE aid = 2"},
+      {"  select * from t where a = 1.5 and b > .5 limit 10 ;  ",
+       "  select * from t where a = 2.5 and b > .7 limit 20 ;  "},
+      {"SELECT x FROM s.t1 t WHERE t.id IN (1, 2, 3) ORDER BY 1 OFFSET 5",
+       "SELECT x FROM s.t1 t WHERE t.id IN (4, 5, 6) ORDER BY 1 OFFSET 9"},
+      {"/* app:web */ SELECT \"col1\" FROM \"T2\" WHERE v = 1e3 -- trailing",
+       "/* app:web */ SELECT \"col1\" FROM \"T2\" WHERE v = 2e3 -- trailing"},
+      {"SELECT a FROM t WHERE name = 'it''s 5' AND id = 7 FOR UPDATE",
+       "SELECT a FROM t WHERE name = 'it''s 5' AND id = 8 FOR UPDATE"},
+      {"SELECT count(*) FROM t WHERE id > 10", "SELECT count(*) FROM t WHERE id > 11"},
+      {"DELETE FROM t WHERE id = 5", "DELETE FROM t WHERE id = 6"},
+      {"UPDATE t SET v = v + 1 WHERE id = 5", "UPDATE t SET v = v + 2 WHERE id = 6"},
+      {"DELETE FROM t WHERE 1 = 1", "DELETE FROM t WHERE 1 = 2"},
+      {"SELECT set_config('a', 'b', false), 1", "SELECT set_config('a', 'b', false), 2"},
+      {"SELECT * FROM generate_series(1, 5)", "SELECT * FROM generate_series(1, 6)"},
+      {"SELECT 1 INTO TEMP x", "SELECT 2 INTO TEMP x"},
+      {"EXPLAIN ANALYZE DELETE FROM t WHERE id = 1", "EXPLAIN ANALYZE DELETE FROM t WHERE id = 2"},
+      {"COPY (SELECT 1) TO STDOUT", "COPY (SELECT 2) TO STDOUT"},
+      {"SELECT 1::numeric(10, 2)", "SELECT 2::numeric(10, 2)"},
+      {"VALUES (1), (2)", "VALUES (3), (4)"},
+      {"TABLE t LIMIT 3", "TABLE t LIMIT 4"},
+      {"SET statement_timeout = 0", "SET statement_timeout = 5"},
+  };
+  ClassificationCache cache;
+  for (const auto& [warm, sql] : corpus) {
+    (void)cache.get(warm);
+    (void)cache.get(warm);
+    auto got = cache.get(sql);
+    const Classification want = classify(sql);
+    ASSERT_EQ(got->ok, want.ok) << sql;
+    ASSERT_EQ(got->statements.size(), want.statements.size()) << sql;
+    for (std::size_t i = 0; i < want.statements.size(); ++i) {
+      const Statement& g = got->statements[i];
+      const Statement& w = want.statements[i];
+      EXPECT_EQ(g.classes, w.classes) << sql;
+      EXPECT_EQ(g.tables, w.tables) << sql;
+      EXPECT_EQ(g.functions, w.functions) << sql;
+      EXPECT_EQ(g.object_type, w.object_type) << sql;
+      EXPECT_EQ(g.target, w.target) << sql;
+      EXPECT_EQ(g.command, w.command) << sql;
+      EXPECT_EQ(g.text, w.text) << sql;
+      EXPECT_EQ(g.shape, w.shape) << sql;
+      EXPECT_EQ(g.set_name, w.set_name) << sql;
+      EXPECT_EQ(g.set_value, w.set_value) << sql;
+      EXPECT_EQ(g.opaque, w.opaque) << sql;
+    }
+  }
 }
 
 TEST(Cache, KeyIsExactTextNotNormalized) {
@@ -371,8 +462,7 @@ TEST(Cache, CachesErrorsToo) {
 TEST(Cache, StaysWithinItsByteBudget) {
   ClassificationCache cache(64 * 1024);
   for (int i = 0; i < 5000; ++i) {
-    const std::string sql =
-        "SELECT abalance FROM pgbench_accounts WHERE aid = " + std::to_string(i);
+    const std::string sql = by_name(i);
     (void)cache.get(sql);
     (void)cache.get(sql);  // seen twice: kept
   }
@@ -381,7 +471,7 @@ TEST(Cache, StaysWithinItsByteBudget) {
   EXPECT_GT(cache.entries(), 10u);
   // Recently used entries survive: the last one is a hit.
   const auto hits = cache.hits();
-  (void)cache.get("SELECT abalance FROM pgbench_accounts WHERE aid = 4999");
+  (void)cache.get(by_name(4999));
   EXPECT_EQ(cache.hits(), hits + 1);
 }
 
@@ -391,7 +481,7 @@ TEST(Cache, ValuesOutliveEviction) {
   auto first = cache.get("TRUNCATE keep_me");  // the cached value
   ASSERT_EQ(cache.entries(), 1u);
   for (int i = 0; i < 200; ++i) {
-    for (int twice = 0; twice < 2; ++twice) (void)cache.get("SELECT " + std::to_string(i));
+    for (int twice = 0; twice < 2; ++twice) (void)cache.get(by_name(i));
   }
   ASSERT_LT(cache.entries(), 100u);  // most were evicted
   auto again = cache.get("TRUNCATE keep_me");
