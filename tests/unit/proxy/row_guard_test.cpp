@@ -408,22 +408,19 @@ TEST(RowGuard, TheBaselineEndsWhereTheServerMayReportItsCounters) {
   EXPECT_TRUE(runs_full(sends[1]) && runs_locked(sends[3]));
 }
 
-TEST(RowGuard, LockedCountSqlIsSchemaQualified) {
-  std::string sql(RowGuard::locked_count_sql());
-  EXPECT_NE(sql.find("pg_catalog.pg_locks"), std::string::npos);
-  EXPECT_NE(sql.find("pg_catalog.pg_backend_pid()"), std::string::npos);
-  EXPECT_NE(sql.find("pg_catalog.pg_stat_get_xact_tuples_updated"), std::string::npos);
-  EXPECT_EQ(sql.find(" = "), std::string::npos);
-  EXPECT_EQ(sql.find(" >= "), std::string::npos);
-}
-
 TEST(RowGuard, CountSqlIsSchemaQualified) {
-  // A client's search_path must not be able to replace what the count calls.
-  std::string sql(RowGuard::count_sql());
-  EXPECT_NE(sql.find("pg_catalog.pg_stat_get_xact_tuples_deleted"), std::string::npos);
-  EXPECT_NE(sql.find("pg_catalog.pg_class"), std::string::npos);
-  EXPECT_NE(sql.find("OPERATOR(pg_catalog.<>)"), std::string::npos);
-  EXPECT_EQ(sql.find(" <> "), std::string::npos);
+  // A client's search_path must not be able to replace what the counts call.
+  for (std::string_view sql : {RowGuard::count_sql(), RowGuard::locked_count_sql()}) {
+    EXPECT_NE(sql.find("pg_catalog.pg_stat_get_xact_tuples_deleted"), std::string::npos);
+    EXPECT_NE(sql.find("pg_catalog.pg_stat_get_xact_tuples_updated"), std::string::npos);
+    EXPECT_NE(sql.find("pg_catalog.pg_class"), std::string::npos);
+    EXPECT_EQ(sql.find(" = "), std::string::npos);
+    EXPECT_EQ(sql.find(" >= "), std::string::npos);
+    EXPECT_EQ(sql.find(" <> "), std::string::npos);
+  }
+  EXPECT_NE(RowGuard::count_sql().find("OPERATOR(pg_catalog.<>)"), std::string::npos);
+  EXPECT_NE(RowGuard::locked_count_sql().find("pg_catalog.pg_locks"), std::string::npos);
+  EXPECT_NE(RowGuard::locked_count_sql().find("pg_catalog.pg_backend_pid()"), std::string::npos);
 }
 
 }  // namespace
