@@ -92,7 +92,7 @@ std::optional<LiteralTemplate> numeric_template(std::string_view sql) {
     } else if (c == '\'' || c == '"') {
       end = quoted_end(sql, i);
     } else if (c == '-' && i + 1 < sql.size() && sql[i + 1] == '-') {
-      end = sql.find('\n', i);
+      end = sql.find_first_of("\r\n", i);  // PostgreSQL ends a -- comment at either
       if (end == std::string_view::npos) end = sql.size();
     } else if (c == '/' && i + 1 < sql.size() && sql[i + 1] == '*') {
       end = comment_end(sql, i);

@@ -21,6 +21,9 @@ TEST(LiteralTemplate, ReplacesNumbersOutsideQuotesCommentsAndIdentifiers) {
   EXPECT_EQ(tmpl("SELECT 'it''s 5', 6"), "SELECT 'it''s 5', $1");
   EXPECT_EQ(tmpl("/* 1 /* 2 */ 3 */ SELECT 4 -- 5\n, 6"), "/* 1 /* 2 */ 3 */ SELECT $1 -- 5\n, $2");
   EXPECT_EQ(tmpl("SELECT x::int4 + 1"), "SELECT x::int4 + $1");
+  // A -- comment ends at \r too: the quote after it is a real one, its digits stay.
+  EXPECT_EQ(tmpl("SELECT a --\r AS \"c\n\" FROM \"report-2024\" WHERE b = 1 --\"\n"),
+            "SELECT a --\r AS \"c\n\" FROM \"report-2024\" WHERE b = $1 --\"\n");
   EXPECT_EQ(tmpl("SELECT arr[1:2]"), "SELECT arr[$1:$2]");
 }
 
