@@ -35,10 +35,12 @@ std::int64_t limited_tag_rows(std::string_view msg) {
 
 namespace {
 
-// Both counts: the first row carries track_counts and the size of pg_class (how large the
-// catalog is, for choosing between them), then one row per user table, keyed by name.
+// Both counts: the first row carries track_counts, the transaction's start time (which
+// transaction the counts belong to) and the size of pg_class (how large the catalog is, for
+// choosing between them), then one row per user table, keyed by name.
 constexpr std::string_view kCountHead =
-    "SELECT pg_catalog.current_setting('track_counts'), NULL::pg_catalog.text, "
+    "SELECT pg_catalog.current_setting('track_counts'), "
+    "EXTRACT(epoch FROM pg_catalog.now())::pg_catalog.text, "
     "pg_catalog.pg_relation_size('pg_catalog.pg_class'::pg_catalog.regclass), "
     "NULL::pg_catalog.int8 "
     "UNION ALL "
@@ -126,7 +128,7 @@ std::vector<RowGuard::Send> RowGuard::start(Mode mode, std::shared_ptr<const Gua
   return out;
 }
 
-void RowGuard::read_counts(std::string_view msg, Counts& into) {
+void RowGuard::read_counts(std::string_view msg, Counts& into, std::string& transaction) {
   auto cols = wire::parse_data_row(bytes_of(msg));
   if (!cols || cols->size() != 4) {
     count_error_ = "unexpected answer to the row count query";
@@ -135,6 +137,7 @@ void RowGuard::read_counts(std::string_view msg, Counts& into) {
   const auto& c = *cols;
   if (c[0]) {
     if (*c[0] != "on") track_counts_off_ = true;
+    transaction = c[1] ? std::string(*c[1]) : std::string();
     // Decides how the next statements are counted (this one's counts are already sent).
     large_catalog_ = to_int(c[2]) >= kLockedCountFromCatalogBytes;
     return;
@@ -185,7 +188,11 @@ std::optional<std::string> RowGuard::on_message(Sender sender, std::uint32_t ste
     case kBefore:
     case kAfter:
       if (tag == wire::be::kDataRow) {
-        read_counts(msg, step == kBefore ? before_ : after_);
+        if (step == kBefore) {
+          read_counts(msg, before_, before_transaction_);
+        } else {
+          read_counts(msg, after_, after_transaction_);
+        }
       } else if (tag == wire::be::kCommandComplete) {
         (step == kBefore ? before_read_ : after_read_) = true;
         if (step == kBefore && !before_locked_ && !track_counts_off_ && count_error_.empty()) {
@@ -193,6 +200,7 @@ std::optional<std::string> RowGuard::on_message(Sender sender, std::uint32_t ste
           // restricted to locked tables, until the next ReadyForQuery that is not 'T' (see
           // on_ready) or transaction control (forget_baseline).
           baseline_ = before_;
+          baseline_transaction_ = before_transaction_;
           baseline_valid_ = true;
         }
       } else if (tag == wire::be::kErrorResponse && !error_step_) {
@@ -216,7 +224,8 @@ std::optional<std::string> RowGuard::on_message(Sender sender, std::uint32_t ste
 RowGuard::Result RowGuard::decide() {
   // The first count's Parse may have been skipped (an earlier error in the client's batch):
   // prepare the statement again next time rather than Bind a statement that does not exist.
-  if (!before_read_) full_ready_ = locked_ready_ = false;
+  // The same for the second count (skipped after an error in the client's statement).
+  if (!before_read_ || !after_read_) full_ready_ = locked_ready_ = false;
   const Result r = judge();
   // Only simple_idle has more to do: its COMMIT or ROLLBACK (a refusal resets the guard).
   state_ = mode_ == Mode::simple_idle && (r == Result::pass || r == Result::client_failed)
@@ -244,15 +253,30 @@ RowGuard::Result RowGuard::judge() {
     return Result::count_failed;
   }
   std::int64_t total = 0;
+  // Counters are only comparable within one transaction: between two, the server may have
+  // reported (zeroed) them. The statement cannot end a transaction, so this is a backstop.
+  if (before_transaction_.empty() || before_transaction_ != after_transaction_) {
+    count_error_ = "the transaction changed between the row counts";
+    return Result::count_failed;
+  }
   // Tables missing from the after count did not change (a restricted count lists every table
   // locked by the transaction, and a changed table stays locked). A table missing from a
   // restricted before count was not locked then, so not changed since the baseline: its
-  // counter was the baseline's.
+  // counter was the baseline's, if the baseline is of this transaction.
   for (const auto& [table, after] : after_) {
     std::pair<std::int64_t, std::int64_t> was{0, 0};
     if (auto it = before_.find(table); it != before_.end()) {
       was = it->second;
     } else if (before_locked_) {
+      if (baseline_transaction_ != before_transaction_) {
+        // A transaction ended without pgmoat seeing it: fail closed; count in full next time.
+        baseline_valid_ = false;
+        delta_.clear();
+        count_error_ =
+            "the transaction changed since the guard's baseline count; run the "
+            "statement again";
+        return Result::count_failed;
+      }
       if (auto bt = baseline_.find(table); bt != baseline_.end()) was = bt->second;
     }
     std::pair<std::int64_t, std::int64_t> d{after.first - was.first, after.second - was.second};
@@ -327,6 +351,8 @@ void RowGuard::reset() {
   after_.clear();
   delta_.clear();
   before_read_ = after_read_ = track_counts_off_ = false;
+  before_transaction_.clear();
+  after_transaction_.clear();
   error_step_.reset();
   error_bytes_.clear();
   count_error_.clear();

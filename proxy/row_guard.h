@@ -28,10 +28,12 @@
 // the baseline. Later statements of the same transaction read the locked tables and take the
 // rest from the baseline (a table that was not locked was not changed since). Postgres reports
 // (and zeroes) the counters only when idle outside a transaction, so the baseline holds until a
-// ReadyForQuery other than 'T' (on_ready), or a transaction control statement (forget_baseline:
-// PREPARE TRANSACTION drops counters without ending the session's idle-free stretch). The client's
-// answers are held until the verdict: at most max_rows RETURNING rows for a single statement, and
-// at most kMaxHeldBytes for a query string.
+// ReadyForQuery other than 'T' (on_ready), or a statement that may end the transaction without
+// one (forget_baseline: transaction control, VACUUM in a pipeline, CALL ...; PREPARE
+// TRANSACTION even drops counters). Each count also reports its transaction's start time:
+// counts of different transactions are never compared (the statement is refused instead). The
+// client's answers are held until the verdict: at most max_rows RETURNING rows for a single
+// statement, and at most kMaxHeldBytes for a query string.
 #pragma once
 
 #include <cstdint>
@@ -106,7 +108,8 @@ class RowGuard {
   void on_ready(char status) {
     if (status != 'T') baseline_valid_ = false;
   }
-  // The client sent transaction control (COMMIT, ROLLBACK TO, PREPARE TRANSACTION, ...).
+  // The client sent a statement that may end the transaction (StatementGate::
+  // may_end_transaction).
   void forget_baseline() { baseline_valid_ = false; }
   // The next statement's after count reads only locked tables (the catalog is large).
   bool counts_locked_tables() const { return large_catalog_; }
@@ -152,7 +155,7 @@ class RowGuard {
  private:
   enum class State : std::uint8_t { idle, counting, finishing };
   using Counts = std::map<std::string, std::pair<std::int64_t, std::int64_t>>;  // del, upd
-  void read_counts(std::string_view msg, Counts& into);
+  void read_counts(std::string_view msg, Counts& into, std::string& transaction);
   // Bind, Execute and Close of a count statement (Parse first when needed), then Sync.
   std::string count_messages(bool sync, bool locked);
   Result judge();
@@ -166,6 +169,10 @@ class RowGuard {
   bool after_locked_ = false;
   Counts baseline_;  // every table's counters, from a full before count in this transaction
   bool baseline_valid_ = false;
+  // Which transaction each count ran in (its start time, from the count's first row).
+  std::string baseline_transaction_;
+  std::string before_transaction_;
+  std::string after_transaction_;
   State state_ = State::idle;
   Mode mode_ = Mode::simple_idle;
   std::shared_ptr<const GuardSpec> spec_;

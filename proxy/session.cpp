@@ -762,8 +762,8 @@ asio::awaitable<bool> Session::run_guard(std::shared_ptr<const GuardSpec> spec, 
     discards_seen_ = gate_.statements_discarded();
     guard_.forget_statement();
   }
-  if (gate_.transaction_controls() != controls_seen_) {
-    controls_seen_ = gate_.transaction_controls();
+  if (gate_.may_end_transaction() != enders_seen_) {
+    enders_seen_ = gate_.may_end_transaction();
     guard_.forget_baseline();
   }
   auto sends = guard_.start(mode, std::move(spec), text, tracker_.ready_pending());

@@ -289,8 +289,24 @@ StatementGate::Verdict StatementGate::refuse(Refusal r, const wire::ParseMsg* pa
   return v;
 }
 
+namespace {
+
+// Plain reads and DML: none of them can end a transaction.
+constexpr parser::ClassSet kWithinTransaction =
+    parser::bit(StatementClass::select) | parser::bit(StatementClass::insert) |
+    parser::bit(StatementClass::update) | parser::bit(StatementClass::update_without_where) |
+    parser::bit(StatementClass::delete_) | parser::bit(StatementClass::delete_without_where) |
+    parser::bit(StatementClass::merge);
+
+bool may_end_a_transaction(const parser::Classification& c) {
+  return !c.ok || (c.all_classes() & ~kWithinTransaction) != 0;
+}
+
+}  // namespace
+
 std::optional<StatementGate::Verdict> StatementGate::handle_approval(
     const parser::Classification& c, const wire::ParseMsg* parse) {
+  if (may_end_a_transaction(c)) ++may_end_transaction_;
   const parser::Statement* set = nullptr;
   for (const auto& st : c.statements) {
     if (st.set_name == kApprovalSetting) set = &st;
@@ -300,7 +316,7 @@ std::optional<StatementGate::Verdict> StatementGate::handle_approval(
     if (starts_with_word(st.text, "discard") || starts_with_word(st.text, "deallocate")) {
       ++discards_;
     }
-    if (parser::has(st.classes, StatementClass::transaction)) ++transaction_controls_;
+
     // set_config('pgmoat.approval', ...) would carry the token to the server and its logs.
     for (const auto& f : st.functions) {
       if (f != "set_config") continue;
@@ -751,13 +767,13 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_execute(wire::Bytes me
   auto portal = wire::parse_execute_portal(message);
   if (extended_group_ == 0) extended_group_ = next_group_++;
   Running r{next_statement_id_++, extended_group_, false, Clock::now(), nullptr};
+  if (!portal || portals_.find(*portal) == portals_.end()) ++may_end_transaction_;  // unknown
   if (portal) {
     auto pit = portals_.find(*portal);
     if (pit != portals_.end()) {
       auto sit = statements_.find(pit->second);
-      if (sit != statements_.end() &&
-          (sit->second.classification->all_classes() & parser::bit(StatementClass::transaction))) {
-        ++transaction_controls_;
+      if (sit == statements_.end() || may_end_a_transaction(*sit->second.classification)) {
+        ++may_end_transaction_;
       }
       if (sit != statements_.end() && commits(*sit->second.classification)) {
         if (!co_await drain()) co_return refuse_commit(nullptr, true);

@@ -76,10 +76,11 @@ class StatementGate {
   // How many DISCARD ALL / DEALLOCATE statements the client has sent: each may have removed
   // the row guard's prepared count statement.
   std::uint64_t statements_discarded() const { return discards_; }
-  // How many transaction control statements (BEGIN, COMMIT, ROLLBACK TO, PREPARE TRANSACTION,
-  // ...) the client has sent, Executes of prepared ones included: each may end the
-  // transaction the row guard's baseline belongs to.
-  std::uint64_t transaction_controls() const { return transaction_controls_; }
+  // How many statements other than plain reads and DML the client has sent (Executes of
+  // prepared ones included, and anything unparsed): each may end the transaction the row
+  // guard's baseline belongs to. Transaction control does; so do VACUUM, CREATE INDEX
+  // CONCURRENTLY and the like in an extended-protocol pipeline, and CALL or DO with COMMIT.
+  std::uint64_t may_end_transaction() const { return may_end_transaction_; }
   // Over the limit but not enforced (log rule, monitor mode): recorded as would_refuse.
   void record_unenforced_over(const RowGuard& g);
 
@@ -173,7 +174,7 @@ class StatementGate {
   // decide()'s intent events, per statement (null when not audited), for the outcome records.
   std::vector<std::shared_ptr<const audit::Event>> decided_;
   std::uint64_t discards_ = 0;
-  std::uint64_t transaction_controls_ = 0;
+  std::uint64_t may_end_transaction_ = 0;
   std::string marker_prefix_;
   std::uint64_t next_marker_ = 1;
   std::unordered_map<std::string, Refusal> refusals_;

@@ -38,10 +38,13 @@ std::string complete(std::string_view tag) {
   return out;
 }
 
+constexpr const char* kTransaction = "1764480000.123456";  // the transaction's start time
+
 std::string settings_row(std::string_view track_counts = "on",
-                         std::optional<std::string> catalog_bytes = std::nullopt) {
+                         std::optional<std::string> catalog_bytes = std::nullopt,
+                         std::string transaction = kTransaction) {
   return data_row(
-      {std::string(track_counts), std::nullopt, std::move(catalog_bytes), std::nullopt});
+      {std::string(track_counts), std::move(transaction), std::move(catalog_bytes), std::nullopt});
 }
 std::string table_row(std::string name, std::int64_t del, std::int64_t upd) {
   return data_row({std::nullopt, std::move(name), std::to_string(del), std::to_string(upd)});
@@ -59,8 +62,10 @@ using Tables = std::vector<std::tuple<std::string, std::int64_t, std::int64_t>>;
 
 // Feeds one count query's answer (after the settings row, one row per table).
 void count(RowGuard& g, RowGuard::Step step, const Tables& tables,
-           std::optional<std::string> catalog_bytes = std::nullopt) {
-  g.on_message(Sender::injected, step, settings_row("on", std::move(catalog_bytes)));
+           std::optional<std::string> catalog_bytes = std::nullopt,
+           std::string transaction = kTransaction) {
+  g.on_message(Sender::injected, step,
+               settings_row("on", std::move(catalog_bytes), std::move(transaction)));
   for (const auto& [name, del, upd] : tables)
     g.on_message(Sender::injected, step, table_row(name, del, upd));
   g.on_message(Sender::injected, step, complete("SELECT 1"));
@@ -327,11 +332,11 @@ constexpr const char* kSmallCatalog = "114688";   // pgbench's 4
 
 // One whole guarded UPDATE in a transaction block: counts, the statement's answer, verdict.
 Result run_update(RowGuard& g, const Tables& before, const Tables& after, std::int64_t tag_rows,
-                  const char* catalog = kLargeCatalog) {
-  count(g, RowGuard::kBefore, before, catalog);
+                  const char* catalog = kLargeCatalog, const char* transaction = kTransaction) {
+  count(g, RowGuard::kBefore, before, catalog, transaction);
   g.on_message(Sender::guarded, 0, complete("UPDATE " + std::to_string(tag_rows)));
   g.on_message(Sender::guarded, 0, wire::ready_for_query('T'));
-  count(g, RowGuard::kAfter, after, catalog);
+  count(g, RowGuard::kAfter, after, catalog, transaction);
   return g.decide();
 }
 
@@ -406,6 +411,39 @@ TEST(RowGuard, TheBaselineEndsWhereTheServerMayReportItsCounters) {
   // pgmoat's own BEGIN ... COMMIT: always a full before count.
   auto sends = g.start(RowGuard::Mode::simple_idle, spec(10), wire::build_query("U"), false);
   EXPECT_TRUE(runs_full(sends[1]) && runs_locked(sends[3]));
+}
+
+TEST(RowGuard, CountsOfDifferentTransactionsAreNeverCompared) {
+  RowGuard g("g");
+  g.start(RowGuard::Mode::extended, spec(1000), wire::build_execute(""), false);
+  count(g, RowGuard::kBefore, {{"public.t", 0, 5000}}, kSmallCatalog, "1.000001");
+  g.on_message(Sender::guarded, 0, complete("UPDATE 1"));
+  count(g, RowGuard::kAfter, {{"public.t", 0, 1}}, kSmallCatalog, "2.000002");
+  EXPECT_EQ(g.decide(), Result::count_failed);
+  EXPECT_EQ(g.count_error(), "the transaction changed between the row counts");
+}
+
+TEST(RowGuard, ABaselineOfAnotherTransactionIsNeverUsed) {
+  RowGuard g("g");
+  // The baseline, in transaction A: public.log holds 5000 unreported updates.
+  g.start(RowGuard::Mode::extended, spec(100), wire::build_execute(""), false);
+  ASSERT_EQ(run_update(g, {{"public.log", 0, 5000}}, {{"public.log", 0, 5000}, {"public.o", 0, 1}},
+                       1, kLargeCatalog, "1.0"),
+            Result::pass);
+  // A transaction ended unseen (VACUUM in a pipeline) and the server reported its counters:
+  // in transaction B the trigger's 1000 updates of public.log would hide behind the baseline.
+  auto sends = g.start(RowGuard::Mode::extended, spec(100), wire::build_execute(""), false);
+  ASSERT_TRUE(runs_locked(sends[0]));
+  EXPECT_EQ(
+      run_update(g, {}, {{"public.t", 0, 1}, {"public.log", 0, 1000}}, 1, kLargeCatalog, "2.0"),
+      Result::count_failed);
+  // The next statement counts in full again.
+  sends = g.start(RowGuard::Mode::extended, spec(100), wire::build_execute(""), false);
+  EXPECT_TRUE(runs_full(sends[0]));
+  EXPECT_EQ(
+      run_update(g, {}, {{"public.t", 0, 1}, {"public.log", 0, 1000}}, 1, kLargeCatalog, "2.0"),
+      Result::over);
+  EXPECT_EQ(g.rows(), 1001);
 }
 
 TEST(RowGuard, CountSqlIsSchemaQualified) {
