@@ -31,10 +31,6 @@ std::int64_t limited_tag_rows(std::string_view msg) {
   return 0;
 }
 
-}  // namespace
-
-namespace {
-
 // Both counts: the first row carries track_counts, the transaction's start time (which
 // transaction the counts belong to) and the size of pg_class (how large the catalog is, for
 // choosing between them), then one row per user table, keyed by name.
@@ -252,13 +248,13 @@ RowGuard::Result RowGuard::judge() {
     count_error_ = "the server's track_counts setting is off, so cascaded rows cannot be seen";
     return Result::count_failed;
   }
-  std::int64_t total = 0;
   // Counters are only comparable within one transaction: between two, the server may have
   // reported (zeroed) them. The statement cannot end a transaction, so this is a backstop.
   if (before_transaction_.empty() || before_transaction_ != after_transaction_) {
     count_error_ = "the transaction changed between the row counts";
     return Result::count_failed;
   }
+  std::int64_t total = 0;
   // Tables missing from the after count did not change (a restricted count lists every table
   // locked by the transaction, and a changed table stays locked). A table missing from a
   // restricted before count was not locked then, so not changed since the baseline: its

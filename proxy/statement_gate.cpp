@@ -316,7 +316,6 @@ std::optional<StatementGate::Verdict> StatementGate::handle_approval(
     if (starts_with_word(st.text, "discard") || starts_with_word(st.text, "deallocate")) {
       ++discards_;
     }
-
     // set_config('pgmoat.approval', ...) would carry the token to the server and its logs.
     for (const auto& f : st.functions) {
       if (f != "set_config") continue;
