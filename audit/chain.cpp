@@ -6,19 +6,13 @@
 #include <rapidjson/document.h>
 
 #include "audit/record.h"
+#include "common/hex.h"
 #include "common/sha256.h"
 
 namespace pgmoat::audit {
 
 std::string sha256_hex(std::string_view bytes) {
-  const Sha256 md = sha256(bytes);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(md.size() * 2, '0');
-  for (std::size_t i = 0; i < md.size(); ++i) {
-    out[2 * i] = kHex[md[i] >> 4];
-    out[2 * i + 1] = kHex[md[i] & 0xF];
-  }
-  return out;
+  return to_hex(sha256(bytes));
 }
 
 void append_chained_line(std::string& out, std::uint64_t seq, std::string_view prev,

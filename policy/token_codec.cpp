@@ -11,6 +11,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "common/hex.h"
 #include "policy/policy.h"
 #include "policy/token.h"
 #include "policy/token_internal.h"
@@ -332,13 +333,7 @@ std::string new_token_id() {
   if (RAND_bytes(raw.data(), static_cast<int>(raw.size())) != 1) {
     throw std::runtime_error("cannot get random bytes for a token id");
   }
-  static constexpr std::string_view kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : raw) {
-    out += kHex[b >> 4];
-    out += kHex[b & 15];
-  }
-  return out;
+  return to_hex(raw);
 }
 
 std::string format_utc(std::int64_t unix_seconds) {

@@ -15,6 +15,7 @@
 #include <memory>
 #include <stdexcept>
 
+#include "common/hex.h"
 #include "common/sha256.h"
 #include "common/toml_reader.h"
 #include "policy/token.h"
@@ -155,13 +156,7 @@ std::string key_id(const EVP_PKEY& key) {
     throw std::runtime_error("cannot read raw public key: " + openssl_error());
   }
   const Sha256 digest = sha256(std::string_view(reinterpret_cast<const char*>(pub.data()), len));
-  static constexpr std::string_view kHex = "0123456789abcdef";
-  std::string out;
-  for (std::size_t i = 0; i < 8; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 15];
-  }
-  return out;
+  return to_hex(std::span(digest).first(8));
 }
 
 namespace detail {

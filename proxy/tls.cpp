@@ -8,6 +8,8 @@
 #include <openssl/x509.h>
 #include <boost/asio/ssl.hpp>
 
+#include "common/hex.h"
+
 namespace pgmoat::proxy {
 
 namespace ssl = boost::asio::ssl;
@@ -97,12 +99,8 @@ std::string peer_fingerprint(SSL* ssl) {
   const bool ok = X509_digest(cert, EVP_sha256(), md, &len) == 1;
   X509_free(cert);
   if (!ok) return {};
-  static const char* hex = "0123456789abcdef";
   std::string out = "sha256:";
-  for (unsigned int i = 0; i < len; ++i) {
-    out.push_back(hex[md[i] >> 4]);
-    out.push_back(hex[md[i] & 0xf]);
-  }
+  append_hex(out, std::span<const unsigned char>(md, len));
   return out;
 }
 

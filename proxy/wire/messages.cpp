@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "common/hex.h"
 #include "proxy/wire/protocol.h"
 
 namespace pgmoat::wire {
@@ -259,7 +260,6 @@ std::optional<std::vector<std::optional<std::string>>> parse_bind_values(Bytes m
   if (nformats > 1 && nformats != nvalues) return std::nullopt;
   std::vector<std::optional<std::string>> out;
   out.reserve(nvalues);
-  static const char* hex = "0123456789abcdef";
   for (std::uint16_t i = 0; i < nvalues; ++i) {
     if (b.size() - pos < 4) return std::nullopt;
     std::uint32_t len = read_u32(b.data() + pos);
@@ -275,10 +275,7 @@ std::optional<std::vector<std::optional<std::string>>> parse_bind_values(Bytes m
       out.emplace_back(std::string(reinterpret_cast<const char*>(v), len));
     } else {
       std::string h = "\\x";
-      for (std::uint32_t k = 0; k < len; ++k) {
-        h.push_back(hex[v[k] >> 4]);
-        h.push_back(hex[v[k] & 0xf]);
-      }
+      append_hex(h, std::span<const unsigned char>(v, len));
       out.emplace_back(std::move(h));
     }
     pos += len;
