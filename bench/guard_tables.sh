@@ -25,16 +25,13 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PG_BIN=/usr/lib/postgresql/15/bin
-PGBENCH="$PG_BIN/pgbench"
-PSQL="$PG_BIN/psql"
 TABLES="${GUARD_TABLES:-0 100 1000 3000}"
 SECONDS_PER_RUN="${BENCH_SECONDS:-5}"
 BENCH_SCRIPT=bench/guard_tables.sh
 # shellcheck source=bench/lib.sh
-source "$REPO/bench/lib.sh"  # die, log, PGMOAT_BIN, bench_setup, start_postgres, start_pgmoat
+source "$REPO/bench/lib.sh"  # PG_BIN, PSQL, PGBENCH, die, log, bench_setup, start_pgmoat, ...
 bench_require
-[[ "$SECONDS_PER_RUN" =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be a positive integer"
+require_positive_int BENCH_SECONDS "$SECONDS_PER_RUN"
 prev=-1
 for n in $TABLES; do
   [[ "$n" =~ ^[0-9]+$ ]] || die "GUARD_TABLES must be non-negative integers, got '$n'"

@@ -24,8 +24,6 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PG_BIN=/usr/lib/postgresql/15/bin
-PSQL="$PG_BIN/psql"
 PYTHON=/usr/bin/python3
 
 N="${IDLE_CONNECTIONS:-5000}"
@@ -33,10 +31,10 @@ TARGET_KIB=64
 SETTLE_SECONDS=2
 BENCH_SCRIPT=bench/idle_memory.sh
 # shellcheck source=bench/lib.sh
-source "$REPO/bench/lib.sh"  # die, log, PGMOAT_BIN, bench_setup, bench_cleanup, wait_port
-bench_require
+source "$REPO/bench/lib.sh"  # PG_BIN, PSQL, die, log, PGMOAT_BIN, bench_setup, ...
+bench_require pgbouncer
 "$PYTHON" -c 'import psycopg' 2>/dev/null || die "$PYTHON has no psycopg (apt-get install python3-psycopg)"
-[[ "$N" =~ ^[1-9][0-9]*$ ]] || die "IDLE_CONNECTIONS must be a positive integer"
+require_positive_int IDLE_CONNECTIONS "$N"
 
 # ---- can this machine hold N idle connections through a proxy? ---------------------------
 # Every idle client costs: one fd in the client, two in the proxy (client + server socket),

@@ -1,18 +1,29 @@
-# Shared by bench/run.sh and bench/idle_memory.sh (sourced, not run). The sourcing script sets
-# BENCH_SCRIPT (its name, for messages), REPO and PG_BIN.
+# Shared by the scripts in bench/ (sourced, not run). The sourcing script sets BENCH_SCRIPT (its
+# name, for messages) and REPO.
+
+PG_BIN=/usr/lib/postgresql/15/bin
+PGBENCH="$PG_BIN/pgbench"
+PSQL="$PG_BIN/psql"
 
 die() { echo "$BENCH_SCRIPT: $*" >&2; exit 1; }
 log() { echo "==> $*" >&2; }
 
+require_positive_int() {  # variable-name value
+  [[ "$2" =~ ^[1-9][0-9]*$ ]] || die "$1 must be a positive integer"
+}
+
 PGMOAT_BIN="${PGMOAT_BIN:-build/pgmoat}"
 [[ "$PGMOAT_BIN" == /* ]] || PGMOAT_BIN="$REPO/$PGMOAT_BIN"
 
-# What every benchmark needs; says which part is missing.
-bench_require() {
+# What every benchmark needs (and PgBouncer when called with `pgbouncer`); says which part is
+# missing.
+bench_require() {  # [pgbouncer]
   [[ $(id -u) -eq 0 ]] || die "run as root (Postgres and PgBouncer are started as user postgres)"
   [[ -x "$PGMOAT_BIN" ]] || die "no pgmoat binary at $PGMOAT_BIN (set PGMOAT_BIN)"
   [[ -x "$PG_BIN/postgres" ]] || die "PostgreSQL 15 not found in $PG_BIN"
-  command -v pgbouncer >/dev/null || die "pgbouncer not installed (apt-get install pgbouncer)"
+  if [[ "${1:-}" == pgbouncer ]]; then
+    command -v pgbouncer >/dev/null || die "pgbouncer not installed (apt-get install pgbouncer)"
+  fi
   id postgres >/dev/null 2>&1 || die "no 'postgres' user"
 }
 

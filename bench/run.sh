@@ -26,9 +26,6 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PG_BIN=/usr/lib/postgresql/15/bin
-PGBENCH="$PG_BIN/pgbench"
-PSQL="$PG_BIN/psql"
 
 QUICK="${BENCH_QUICK:-0}"
 if [[ "$QUICK" == 1 ]]; then
@@ -46,10 +43,10 @@ else
 fi
 BENCH_SCRIPT=bench/run.sh
 # shellcheck source=bench/lib.sh
-source "$REPO/bench/lib.sh"  # die, log, PGMOAT_BIN, bench_setup, bench_cleanup, wait_port
-bench_require
-[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
-[[ "$SECONDS_PER_RUN" =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be a positive integer"
+source "$REPO/bench/lib.sh"  # PG_BIN, PSQL, PGBENCH, die, log, PGMOAT_BIN, bench_setup, ...
+bench_require pgbouncer
+require_positive_int BENCH_ROUNDS "$ROUNDS"
+require_positive_int BENCH_SECONDS "$SECONDS_PER_RUN"
 
 CLK_TCK=$(getconf CLK_TCK)
 bench_setup pm-bench
