@@ -33,6 +33,17 @@ std::int64_t unix_now() {
   return static_cast<std::int64_t>(std::time(nullptr));
 }
 
+// Plain reads and DML: none of them can end a transaction.
+constexpr parser::ClassSet kWithinTransaction =
+    parser::bit(StatementClass::select) | parser::bit(StatementClass::insert) |
+    parser::bit(StatementClass::update) | parser::bit(StatementClass::update_without_where) |
+    parser::bit(StatementClass::delete_) | parser::bit(StatementClass::delete_without_where) |
+    parser::bit(StatementClass::merge);
+
+bool may_end_a_transaction(const parser::Classification& c) {
+  return !c.ok || (c.all_classes() & ~kWithinTransaction) != 0;
+}
+
 std::string random_hex(std::size_t n) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   static const char* hex = "0123456789abcdef";
@@ -289,24 +300,8 @@ StatementGate::Verdict StatementGate::refuse(Refusal r, const wire::ParseMsg* pa
   return v;
 }
 
-namespace {
-
-// Plain reads and DML: none of them can end a transaction.
-constexpr parser::ClassSet kWithinTransaction =
-    parser::bit(StatementClass::select) | parser::bit(StatementClass::insert) |
-    parser::bit(StatementClass::update) | parser::bit(StatementClass::update_without_where) |
-    parser::bit(StatementClass::delete_) | parser::bit(StatementClass::delete_without_where) |
-    parser::bit(StatementClass::merge);
-
-bool may_end_a_transaction(const parser::Classification& c) {
-  return !c.ok || (c.all_classes() & ~kWithinTransaction) != 0;
-}
-
-}  // namespace
-
 std::optional<StatementGate::Verdict> StatementGate::handle_approval(
     const parser::Classification& c, const wire::ParseMsg* parse) {
-  if (may_end_a_transaction(c)) ++may_end_transaction_;
   const parser::Statement* set = nullptr;
   for (const auto& st : c.statements) {
     if (st.set_name == kApprovalSetting) set = &st;
@@ -720,6 +715,7 @@ std::optional<audit::Event> StatementGate::guard_event(const GuardSpec& spec,
 asio::awaitable<StatementGate::Verdict> StatementGate::on_query(std::string_view sql) {
   if (services_ == nullptr) co_return Verdict{};
   auto c = services_->cache.get(sql);
+  if (may_end_a_transaction(*c)) ++may_end_transaction_;  // a Parse is counted at its Execute
   std::uint64_t group = next_group_++;
   groups_.push_back(group);
   Verdict v = co_await decide(c, sql, nullptr);
