@@ -87,7 +87,8 @@ struct Statement {
   std::string set_value;
   bool is_reset = false;
   bool set_local = false;  // SET LOCAL: ends with the transaction
-  // PREPARE name AS ... / EXECUTE name: the SQL-level prepared statement's name.
+  // PREPARE name AS ... / EXECUTE name / DEALLOCATE name: the SQL-level prepared statement's
+  // name (empty for DEALLOCATE ALL).
   std::string prepared_name;
   // Contains code that cannot be judged before it runs: a DO block (class do_block), or a
   // function/procedure body that is not fully readable -- dynamic EXECUTE of a computed string,

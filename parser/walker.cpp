@@ -807,8 +807,7 @@ void Walker::dispatch(std::string_view type, const Json& body, bool statement_le
   add(StatementClass::other);
   std::string_view word = type.substr(0, type.size() - 4);
   set_command(upper(word));
-  if (type == "ExecuteStmt") {
-    set_command("EXECUTE");
+  if (type == "ExecuteStmt" || type == "DeallocateStmt") {
     if (const Json* n = member(body, "name")) {
       set_target(sv(*n));
       st_.prepared_name = std::string(sv(*n));

@@ -82,6 +82,11 @@ class RowGuard {
     std::uint32_t step;
   };
   static constexpr std::size_t kMaxHeldBytes = 64u << 20;
+  // Every name the guard gives its statements and portals starts with this. Clients may not
+  // use such names (StatementGate refuses them): a client that closed a count statement and
+  // prepared a same-named one answering zeros would hide every row a statement touched
+  // beyond its own row count (cascades, triggers).
+  static constexpr std::string_view kNamePrefix = "pgmoat_guard";
   // From this size of pg_class on (about 200 tables with an index each), counting only the
   // locked tables (about 0.12 ms) is cheaper than reading every table (bench/RESULTS.md).
   static constexpr std::int64_t kLockedCountFromCatalogBytes = 160 * 1024;
@@ -93,7 +98,7 @@ class RowGuard {
   static std::string_view locked_count_sql();
 
   // `name`: unique to the session, the prepared statements and portals of the counts.
-  explicit RowGuard(std::string name = "pgmoat_guard")
+  explicit RowGuard(std::string name = std::string(kNamePrefix))
       : name_(std::move(name)), locked_name_(name_ + "_locked") {}
 
   // Begins guarding `client_message` (a whole Query or Execute). `ready_pending`: a Query,

@@ -83,7 +83,7 @@ Session::Session(tcp::socket client, std::shared_ptr<Services> services, std::st
       server_in_(kInitialBuffer),
       gate_(services_->gate.get(), info_),
       timer_(client_.socket().get_executor()),
-      guard_("pgmoat_guard_" + random_suffix()),
+      guard_(std::string(RowGuard::kNamePrefix) + "_" + random_suffix()),
       guard_signal_(client_.socket().get_executor()) {
   info_.id = services_->next_session_id.fetch_add(1);
   ErrorCode ec;
@@ -513,7 +513,7 @@ asio::awaitable<bool> Session::flush(Stream& to, Outbox& out) {
 }
 
 asio::awaitable<void> Session::client_to_server() {
-  wire::Splitter splitter("QPE", services_->settings.max_message_bytes + 1, &wire::is_frontend_tag);
+  wire::Splitter splitter("QPEC", services_->settings.max_message_bytes + 1, &wire::is_frontend_tag);
   Outbox out;
   for (;;) {
     auto r = splitter.next(client_in_.readable());
@@ -533,7 +533,7 @@ asio::awaitable<void> Session::client_to_server() {
       break;
     }
     const auto& piece = r.piece;
-    // Query, Parse and Execute are judged before they are forwarded; everything else passes.
+    // Query, Parse, Execute and Close are judged before they are forwarded; the rest passes.
     std::optional<StatementGate::Verdict> verdict;
     const char* malformed = nullptr;
     if (piece.kind == wire::Splitter::Kind::whole && piece.tag == wire::fe::kQuery) {
@@ -550,6 +550,8 @@ asio::awaitable<void> Session::client_to_server() {
       }
     } else if (piece.kind == wire::Splitter::Kind::whole && piece.tag == wire::fe::kExecute) {
       verdict = co_await gate_.on_execute(piece.bytes);
+    } else if (piece.kind == wire::Splitter::Kind::whole && piece.tag == wire::fe::kClose) {
+      verdict = gate_.on_close(piece.bytes);
     } else if (piece.kind != wire::Splitter::Kind::rest) {
       gate_.on_client_message(piece.bytes);
     }
@@ -568,6 +570,7 @@ asio::awaitable<void> Session::client_to_server() {
     if (verdict && verdict->replace) {
       out.add_copy(verdict->bytes);
       tracker_.sent(verdict->bytes[0]);
+      if (verdict->bytes[0] == wire::fe::kParse) extended_open_ = true;
     } else {
       out.add(piece.bytes);
       if (piece.kind != wire::Splitter::Kind::rest) {

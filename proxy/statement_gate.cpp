@@ -300,6 +300,18 @@ StatementGate::Verdict StatementGate::refuse(Refusal r, const wire::ParseMsg* pa
   return v;
 }
 
+std::optional<StatementGate::Verdict> StatementGate::refuse_reserved(std::string_view name,
+                                                                     const wire::ParseMsg* parse,
+                                                                     bool extended) {
+  if (!name.starts_with(RowGuard::kNamePrefix)) return std::nullopt;
+  return refuse({"42939",
+                 fmt::format("pgmoat: prepared statement and portal names starting with \"{}\" "
+                             "are reserved for pgmoat's row guard",
+                             RowGuard::kNamePrefix),
+                 fmt::format("\"{}\" is one of them.", name), "Choose another name."},
+                parse, extended);
+}
+
 std::optional<StatementGate::Verdict> StatementGate::handle_approval(
     const parser::Classification& c, const wire::ParseMsg* parse) {
   const parser::Statement* set = nullptr;
@@ -429,6 +441,10 @@ void StatementGate::audit_async(audit::Event e) {
 asio::awaitable<StatementGate::Verdict> StatementGate::decide(
     std::shared_ptr<const parser::Classification> c, std::string_view sql,
     const wire::ParseMsg* parse) {
+  // PREPARE / EXECUTE / DEALLOCATE of a row-guard statement.
+  for (const auto& st : c->statements) {
+    if (auto v = refuse_reserved(st.prepared_name, parse, false)) co_return std::move(*v);
+  }
   if (auto v = handle_approval(*c, parse)) co_return std::move(*v);
   // EXECUTE of a statement prepared earlier (perhaps under an approval since ended) is judged
   // by what it runs, not as a harmless `other`.
@@ -732,6 +748,9 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_query(std::string_view
 
 asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(const wire::ParseMsg& parse) {
   if (services_ == nullptr) co_return Verdict{};
+  // In place of the Parse: a throwaway name, so that the refusal marker never names (or
+  // collides with) the row guard's statement.
+  if (auto v = refuse_reserved(parse.name, nullptr, true)) co_return std::move(*v);
   auto c = services_->cache.get(parse.query);
   last_approval_id_.clear();
   last_guard_.reset();
@@ -821,6 +840,23 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_execute(wire::Bytes me
   co_return v;
 }
 
+StatementGate::Verdict StatementGate::on_close(wire::Bytes message) {
+  auto t = wire::parse_target(message);
+  if (services_ == nullptr || !t) return {};
+  if (auto v = refuse_reserved(t->second, nullptr, true)) return std::move(*v);
+  if (t->first == 'S') {
+    auto it = statements_.find(t->second);
+    if (it != statements_.end()) statements_.erase(it);
+  } else {
+    auto it = portals_.find(t->second);
+    if (it != portals_.end()) portals_.erase(it);
+    if (auto g = portal_guards_.find(t->second); g != portal_guards_.end()) {
+      portal_guards_.erase(g);
+    }
+  }
+  return {};
+}
+
 void StatementGate::on_client_message(wire::Bytes message) {
   if (services_ == nullptr || message.empty()) return;
   switch (static_cast<char>(message[0])) {
@@ -840,20 +876,6 @@ void StatementGate::on_client_message(wire::Bytes message) {
               values ? std::move(*values)
                      : std::vector<std::optional<std::string>>{
                            std::string("(parameters not recorded: Bind message streamed)")};
-        }
-      }
-      break;
-    case wire::fe::kClose:
-      if (auto t = wire::parse_target(message)) {
-        if (t->first == 'S') {
-          auto it = statements_.find(t->second);
-          if (it != statements_.end()) statements_.erase(it);
-        } else {
-          auto it = portals_.find(t->second);
-          if (it != portals_.end()) portals_.erase(it);
-          if (auto g = portal_guards_.find(t->second); g != portal_guards_.end()) {
-            portal_guards_.erase(g);
-          }
         }
       }
       break;

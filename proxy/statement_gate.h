@@ -58,7 +58,9 @@ class StatementGate {
   boost::asio::awaitable<Verdict> on_parse(const wire::ParseMsg& parse);
   // Execute of a portal whose statement writes: its audit record goes to disk first.
   boost::asio::awaitable<Verdict> on_execute(wire::Bytes message);
-  // Bind, Close, Sync, FunctionCall: bookkeeping only.
+  // Close: refused for the row guard's reserved names (RowGuard::kNamePrefix).
+  Verdict on_close(wire::Bytes message);
+  // Bind, Sync, FunctionCall: bookkeeping only.
   void on_client_message(wire::Bytes message);
 
   // Server side. Returns replacement bytes for an ErrorResponse that answers a refusal.
@@ -115,6 +117,10 @@ class StatementGate {
   // Builds the marker replacement and remembers the refusal it stands for.
   // `extended`: the refusal replaces an Execute (no Parse of the client's to reuse).
   Verdict refuse(Refusal r, const wire::ParseMsg* parse, bool extended = false);
+  // A refusal of a client's use of a name reserved for the row guard's statements and
+  // portals (42939, as Postgres refuses reserved role names); nullopt when `name` is not one.
+  std::optional<Verdict> refuse_reserved(std::string_view name, const wire::ParseMsg* parse,
+                                         bool extended);
   void drop_approval();
   // Clears a held approval that was revoked since it was presented.
   void recheck_revocation();

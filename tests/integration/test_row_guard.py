@@ -536,3 +536,49 @@ def test_simple_query_after_unsynced_extended_messages(pg, moat):
         assert pgwire.first_error(msgs) is None, msgs
         assert [m for m in msgs if m[0] == b"C"][-1][1].startswith(b"DELETE 5"), msgs
     assert n(pg, t) == 45
+
+
+def _close(kind: str, name: str) -> bytes:
+    return _ext(b"C", kind.encode(), _cstr(name))
+
+
+# Answers like the guard's count, but with no table rows: every statement would count zero.
+FAKE_COUNT = ("SELECT 'on', EXTRACT(epoch FROM now())::text, 0::int8, NULL::int8")
+
+
+@pytest.mark.parametrize("how", ["sql", "protocol"])
+def test_the_guard_count_statement_cannot_be_replaced(pg, moat, how):
+    """The count statement's name shows in pg_prepared_statements. A client that closes it
+    and prepares a same-named statement answering zeros would hide cascaded rows: pgmoat
+    refuses every Close, Parse, PREPARE, EXECUTE and DEALLOCATE of its reserved names (42939),
+    and the guard still counts the cascade."""
+    import pgwire
+    st, me = stations(pg, f"rg_fake_{how}")
+    with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
+        c.startup("postgres")
+        assert pgwire.first_error(c.simple_query(f"DELETE FROM {st} WHERE id = -1")) is None
+        rows = pgwire.data_rows(c.simple_query(
+            "SELECT name FROM pg_prepared_statements WHERE name LIKE 'pgmoat%'"))
+        assert len(rows) == 1, rows
+        name = rows[0][0]
+        if how == "sql":
+            attempts = [c.simple_query(f"DEALLOCATE {name}"),
+                        c.simple_query(f"PREPARE {name} AS {FAKE_COUNT}"),
+                        c.simple_query(f"EXECUTE {name}")]
+        else:
+            c.send(_close("S", name) + SYNC)
+            attempts = [c.read_until(b"Z")]
+            c.send(_parse(name, FAKE_COUNT) + SYNC)
+            attempts.append(c.read_until(b"Z"))
+        errors = [pgwire.first_error(a) for a in attempts]
+        err = pgwire.first_error(c.simple_query(f"DELETE FROM {st} WHERE id <= 7"))
+        assert err is not None and err.get("C") == "42501", (err, errors)
+        assert "It touched 20007 rows" in err.get("D", ""), err
+        for e in errors:
+            assert e is not None and e.get("C") == "42939", errors
+            assert "reserved" in e.get("M", ""), e
+        # the statement is still the guard's own
+        rows = pgwire.data_rows(c.simple_query(
+            f"SELECT statement FROM pg_prepared_statements WHERE name = '{name}'"))
+        assert rows and "pg_stat_get_xact_tuples_deleted" in rows[0][0], rows
+    assert (n(pg, st), n(pg, me)) == (7, 20000)

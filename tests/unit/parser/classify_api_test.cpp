@@ -55,6 +55,21 @@ TEST(Statements, TextKeepsCommentsAndStringsWithSemicolons) {
   EXPECT_EQ(c.statements[1].text, "/* lead */ TRUNCATE t");
 }
 
+TEST(Statements, PreparedStatementNamesAreFoldedLikePostgres) {
+  // The gate refuses the row guard's reserved names by what Postgres will call them.
+  auto c = classify(
+      "PREPARE Pgmoat_Guard_1 AS SELECT 1; EXECUTE pgmoat_guard_1; DEALLOCATE PGMOAT_GUARD_1; "
+      "DEALLOCATE PREPARE \"Pgmoat_guard_2\"; DEALLOCATE ALL");
+  ASSERT_TRUE(c.ok);
+  ASSERT_EQ(c.statements.size(), 5u);
+  EXPECT_EQ(c.statements[0].prepared_name, "pgmoat_guard_1");
+  EXPECT_EQ(c.statements[1].prepared_name, "pgmoat_guard_1");
+  EXPECT_EQ(c.statements[2].prepared_name, "pgmoat_guard_1");
+  EXPECT_EQ(c.statements[3].prepared_name, "Pgmoat_guard_2");
+  EXPECT_EQ(c.statements[4].prepared_name, "");
+  EXPECT_EQ(c.statements[2].command, "DEALLOCATE");
+}
+
 TEST(Statements, EmptyQueryHasNoStatements) {
   for (const char* sql : {"", "   ", ";", "-- only a comment", "/* x */ ;;"}) {
     auto c = classify(sql);

@@ -262,7 +262,8 @@ const Case kCases[] = {
   {"prepare_insert", "PREPARE ins (text) AS INSERT INTO t (a) VALUES ($1)", "=insert", "=w:t"},
   {"prepare_cte_delete", "PREPARE p AS WITH d AS (DELETE FROM t RETURNING 1) SELECT 1", "=select,delete,delete_without_where"},
   {"execute_prepared", "EXECUTE wipe", "=other", "=", "wipe"},
-  {"deallocate", "DEALLOCATE wipe", "=other"},
+  {"deallocate", "DEALLOCATE wipe", "=other", "=", "wipe"},
+  {"deallocate_all", "DEALLOCATE ALL", "=other", "=", ""},
   {"declare_cursor", "DECLARE c CURSOR FOR SELECT * FROM big", "=select", "=r:big"},
   {"fetch_cursor", "FETCH 100 FROM c", "=other"},
 
