@@ -513,7 +513,8 @@ asio::awaitable<bool> Session::flush(Stream& to, Outbox& out) {
 }
 
 asio::awaitable<void> Session::client_to_server() {
-  wire::Splitter splitter("QPEC", services_->settings.max_message_bytes + 1, &wire::is_frontend_tag);
+  wire::Splitter splitter("QPEC", services_->settings.max_message_bytes + 1,
+                          &wire::is_frontend_tag);
   Outbox out;
   for (;;) {
     auto r = splitter.next(client_in_.readable());
