@@ -75,7 +75,9 @@ std::string_view trim(std::string_view s) {
 }  // namespace
 
 std::optional<LiteralTemplate> numeric_template(std::string_view sql) {
-  if (sql.find_first_of(std::string_view("$\\\0", 3)) != std::string_view::npos) {
+  // '[': a parameter can be subscripted and a number cannot ("SELECT 1[2]" does not parse,
+  // "SELECT $1[$2]" does), so a template could accept a text Postgres rejects.
+  if (sql.find_first_of(std::string_view("$\\\0[", 4)) != std::string_view::npos) {
     return std::nullopt;
   }
   LiteralTemplate out;

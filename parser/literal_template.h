@@ -18,8 +18,9 @@ struct LiteralTemplate {
 
 // nullopt unless the text is one statement with at least one numeric literal and nothing the
 // scan does not follow: no '$' (dollar quotes, parameters), no backslash (escape strings),
-// no NUL, no ';' before the last non-blank character, no unterminated quote or comment, and
-// no number touching an identifier, a quote or a dot (PostgreSQL 15 rejects "123abc").
+// no NUL, no '[' (a parameter can be subscripted, a number cannot), no ';' before the last
+// non-blank character, no unterminated quote or comment, and no number touching an identifier, a
+// quote or a dot (PostgreSQL 15 rejects "123abc").
 std::optional<LiteralTemplate> numeric_template(std::string_view sql);
 
 }  // namespace pgmoat::parser

@@ -432,6 +432,9 @@ TEST(Cache, ATemplatesClassificationEqualsTheStatementsOwn) {
       {"VALUES (1), (2)", "VALUES (3), (4)"},
       {"TABLE t LIMIT 3", "TABLE t LIMIT 4"},
       {"SET statement_timeout = 0", "SET statement_timeout = 5"},
+      // A number cannot be subscripted, a parameter can: these texts do not parse.
+      {"SELECT 3[4]", "SELECT 1[2]"},
+      {"SELECT 3 /* x */ [4] FROM t", "SELECT 1 /* x */ [2] FROM t"},
   };
   ClassificationCache cache;
   for (const auto& [warm, sql] : corpus) {
