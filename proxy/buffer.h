@@ -85,6 +85,20 @@ class Outbox {
     for (const auto& s : segments_) out.emplace_back(s.data(), s.size());
     return out;
   }
+  // Drops the first `n` bytes (already written).
+  void consume(std::size_t n) {
+    std::size_t whole = 0;
+    while (whole < segments_.size() && n >= segments_[whole].size()) {
+      n -= segments_[whole].size();
+      bytes_ -= segments_[whole].size();
+      ++whole;
+    }
+    segments_.erase(segments_.begin(), segments_.begin() + static_cast<std::ptrdiff_t>(whole));
+    if (n > 0 && !segments_.empty()) {
+      segments_.front() = segments_.front().subspan(n);
+      bytes_ -= n;
+    }
+  }
   void clear() {
     segments_.clear();
     owned_.clear();

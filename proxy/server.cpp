@@ -14,7 +14,13 @@ namespace pgmoat::proxy {
 Server::Server(std::shared_ptr<Services> services) : services_(std::move(services)) {
   unsigned n = services_->settings.threads;
   if (n == 0) n = std::max(1u, std::thread::hardware_concurrency());
-  for (unsigned i = 0; i < n; ++i) contexts_.push_back(std::make_unique<asio::io_context>(1));
+  // One thread per io_context, and a socket's operations are only ever started from its own
+  // context's thread (sessions are pinned; the acceptor only registers the socket, which
+  // stays locked): the per-socket reactor lock can go. Posting between threads (audit
+  // completions, the acceptor spawning sessions) still locks the scheduler.
+  for (unsigned i = 0; i < n; ++i) {
+    contexts_.push_back(std::make_unique<asio::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO));
+  }
 }
 
 Server::~Server() = default;

@@ -181,6 +181,8 @@ asio::awaitable<void> Session::run_inner() {
       info_.application_name, info_.tls_version.empty() ? "off" : info_.tls_version,
       info_.auth_method, info_.backend_pid);
   if (services_->settings.idle_timeout_ms > 0) {
+    watch_idle_ = true;
+    last_activity_ = Clock::now();
     asio::co_spawn(exec, idle_watchdog(), asio::detached);
   }
   co_await (client_to_server() && server_to_client());
@@ -496,7 +498,32 @@ asio::awaitable<bool> Session::relay_authentication() {
   }
 }
 
+bool Session::write_now(Stream& to, Outbox& out) {
+  if (out.empty()) return true;
+  ErrorCode ec;
+  const std::size_t n = out.single()
+                            ? to.write_now(asio::buffer(out.front().data(), out.front().size()), ec)
+                            : to.write_now(out.buffers<asio::const_buffer>(), ec);
+  if (ec) {
+    out.clear();
+    close();
+    return false;
+  }
+  if (n == out.bytes()) {
+    out.clear();
+    return true;
+  }
+  out.consume(n);
+  return false;
+}
+
 asio::awaitable<bool> Session::flush(Stream& to, Outbox& out) {
+  if (write_now(to, out)) co_return true;
+  co_return co_await flush_rest(to, out);
+}
+
+asio::awaitable<bool> Session::flush_rest(Stream& to, Outbox& out) {
+  if (closed_) co_return false;
   if (out.empty()) co_return true;
   ErrorCode ec;
   if (out.single()) {
@@ -519,18 +546,18 @@ asio::awaitable<void> Session::client_to_server() {
   for (;;) {
     auto r = splitter.next(client_in_.readable());
     if (r.status == wire::Splitter::Status::need_more) {
-      if (!co_await flush(*server_, out)) break;
+      if (!write_now(*server_, out) && !co_await flush_rest(*server_, out)) break;
       client_in_.prepare(r.need);
       auto [ec, n] = co_await client_.read_some(to_buffer(client_in_.writable()));
       if (ec) break;
       client_in_.commit(n);
       client_in_.grow_if_full(n, kMaxStreamBuffer);
-      last_activity_ = Clock::now();
+      if (watch_idle_) last_activity_ = Clock::now();
       continue;
     }
     if (r.status == wire::Splitter::Status::error) {
       co_await flush(*server_, out);
-      co_await fail_client("FATAL", "08P01", "pgmoat: protocol violation: " + r.error);
+      co_await fail_client("FATAL", "08P01", "pgmoat: protocol violation: " + splitter.error());
       break;
     }
     const auto& piece = r.piece;
@@ -550,7 +577,14 @@ asio::awaitable<void> Session::client_to_server() {
         malformed = "Parse";
       }
     } else if (piece.kind == wire::Splitter::Kind::whole && piece.tag == wire::fe::kExecute) {
-      verdict = co_await gate_.on_execute(piece.bytes);
+      auto plan = gate_.plan_execute(piece.bytes);
+      // Not a conditional expression around co_await: GCC 12 miscompiles those.
+      if (plan.waits()) {
+        StatementGate::Verdict waited = co_await gate_.finish_execute(std::move(plan));
+        verdict = std::move(waited);
+      } else {
+        verdict = gate_.finish_execute_now(std::move(plan));
+      }
     } else if (piece.kind == wire::Splitter::Kind::whole && piece.tag == wire::fe::kClose) {
       verdict = gate_.on_close(piece.bytes);
     } else if (piece.kind != wire::Splitter::Kind::rest) {
@@ -609,7 +643,7 @@ asio::awaitable<void> Session::server_to_client() {
   for (;;) {
     auto r = splitter.next(server_in_.readable());
     if (r.status == wire::Splitter::Status::need_more) {
-      if (!co_await flush(client_, out)) break;
+      if (!write_now(client_, out) && !co_await flush_rest(client_, out)) break;
       server_in_.prepare(r.need);
       auto [ec, n] = co_await server_->read_some(to_buffer(server_in_.writable()));
       if (ec) {
@@ -623,12 +657,13 @@ asio::awaitable<void> Session::server_to_client() {
       }
       server_in_.commit(n);
       server_in_.grow_if_full(n, kMaxStreamBuffer);
-      last_activity_ = Clock::now();
+      if (watch_idle_) last_activity_ = Clock::now();
       continue;
     }
     if (r.status == wire::Splitter::Status::error) {
       co_await flush(client_, out);
-      co_await fail_client("FATAL", "08P01", "pgmoat: invalid message from upstream: " + r.error);
+      co_await fail_client("FATAL", "08P01",
+                           "pgmoat: invalid message from upstream: " + splitter.error());
       break;
     }
     const auto& piece = r.piece;

@@ -47,7 +47,12 @@ class Session : public std::enable_shared_from_this<Session> {
   // Reads one whole message (any tag) from a stream during login. nullopt on EOF/error.
   asio::awaitable<std::optional<std::vector<std::uint8_t>>> read_message(Stream& s, Buffer& buf,
                                                                          bool from_client);
+  // Sends `out` and clears it; false when the connection failed (the session is closed).
   asio::awaitable<bool> flush(Stream& to, Outbox& out);
+  // The part of flush() that never waits: true when all of `out` went out. False leaves the
+  // rest in `out` for flush_rest(), or the session closed after a write error.
+  bool write_now(Stream& to, Outbox& out);
+  asio::awaitable<bool> flush_rest(Stream& to, Outbox& out);
   // Hands one whole server message that answers the client to the client (through the gate).
   void deliver(char tag, wire::Bytes bytes, Outbox& out, bool copy);
   void deliver_owned(const std::string& message, Outbox& out);
@@ -73,7 +78,8 @@ class Session : public std::enable_shared_from_this<Session> {
   SessionInfo info_;
   StatementGate gate_;
   wire::StartupPacket startup_;
-  std::chrono::steady_clock::time_point last_activity_;
+  std::chrono::steady_clock::time_point last_activity_;  // kept only when watch_idle_
+  bool watch_idle_ = false;                              // an idle_timeout is set
   // Login deadline, then idle deadline. close() cancels it, so a finished session is never
   // kept alive (and counted as open during a drain) by a sleeping timer.
   asio::steady_timer timer_;

@@ -738,7 +738,8 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_query(std::string_view
   if (!v.refused) remember_prepares(*c);
   if (!v.refused) {
     for (std::size_t i = 0; i < c->statements.size(); ++i) {
-      Running r{next_statement_id_++, group, is_audited(c->statements[i]), Clock::now(), nullptr};
+      Running r{next_statement_id_++, group, is_audited(c->statements[i]), {}, nullptr};
+      if (r.audited) r.started = Clock::now();  // only audited outcomes report a duration
       if (r.audited && i < decided_.size()) r.intent = decided_[i];
       running_.push_back(std::move(r));
     }
@@ -776,68 +777,82 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(const wire::Pars
   co_return v;
 }
 
-asio::awaitable<StatementGate::Verdict> StatementGate::on_execute(wire::Bytes message) {
-  if (services_ == nullptr) co_return Verdict{};
+StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
+  ExecutePlan plan;
+  if (services_ == nullptr) return plan;
   auto portal = wire::parse_execute_portal(message);
   if (extended_group_ == 0) extended_group_ = next_group_++;
-  Running r{next_statement_id_++, extended_group_, false, Clock::now(), nullptr};
-  if (!portal || portals_.find(*portal) == portals_.end()) ++may_end_transaction_;  // unknown
-  if (portal) {
-    auto pit = portals_.find(*portal);
-    if (pit != portals_.end()) {
-      auto sit = statements_.find(pit->second);
-      if (sit == statements_.end() || may_end_a_transaction(*sit->second.classification)) {
-        ++may_end_transaction_;
-      }
-      if (sit != statements_.end() && commits(*sit->second.classification)) {
-        if (!co_await drain()) co_return refuse_commit(nullptr, true);
-      }
-      if (sit != statements_.end() && sit->second.audited && services_->audit) {
-        // Each execution of a writing prepared statement is its own audited write.
-        r.audited = true;
-        Prepared& prep = sit->second;
-        if (!prep.base_event) {
-          audit::Event base;
-          if (!prep.classification->statements.empty()) {
-            base = statement_event(prep.classification->statements.front(),
-                                   audit::EventType::kStatement);
-          } else {
-            base.type = audit::EventType::kStatement;
-            base.statement = prep.text;  // allowed unparsed (on_parse_error = "allow")
-          }
-          prep.base_event = std::make_shared<const audit::Event>(std::move(base));
-        }
-        r.intent = prep.base_event;
-        audit::Event e = *prep.base_event;
-        e.statement_id = r.statement_id;
-        e.decision = prep.approval_id.empty() ? "allow" : "approved";
-        e.token_id = prep.approval_id;
-        if (auto vit = portal_values_.find(*portal); vit != portal_values_.end()) {
-          e.parameters = vit->second;
-        }
-        for (const auto& a : approvals_) {
-          if (a.id != prep.approval_id) continue;
-          e.approver = a.approver;
-          e.reason = a.reason;
-        }
-        e.detail = "extended protocol: statement \"" + pit->second + "\" portal \"" +
-                   std::string(*portal) + "\"";
-        std::vector<std::string> records;
-        records.push_back(encode(e));
-        if (pipelinable(*prep.classification)) {
-          append_pipelined(std::move(records));
-        } else if (!co_await append_durably(services_->audit.get(), std::move(records))) {
-          co_return refuse_unrecorded(nullptr, true);
-        }
-      }
+  Running& r = plan.running;
+  r = Running{next_statement_id_++, extended_group_, false, {}, nullptr};
+  auto pit = portal ? portals_.find(*portal) : portals_.end();
+  if (pit == portals_.end()) {
+    ++may_end_transaction_;  // unknown
+    return plan;
+  }
+  if (auto git = portal_guards_.find(*portal); git != portal_guards_.end()) {
+    plan.guard = git->second;
+  }
+  auto sit = statements_.find(pit->second);
+  if (sit == statements_.end()) {
+    ++may_end_transaction_;
+    return plan;
+  }
+  Prepared& prep = sit->second;
+  if (may_end_a_transaction(*prep.classification)) ++may_end_transaction_;
+  plan.drain = (flight_.since != 0 || flight_.failed) && commits(*prep.classification);
+  if (!prep.audited || !services_->audit) return plan;
+  // Each execution of a writing prepared statement is its own audited write.
+  r.audited = true;
+  r.started = Clock::now();
+  if (!prep.base_event) {
+    audit::Event base;
+    if (!prep.classification->statements.empty()) {
+      base = statement_event(prep.classification->statements.front(), audit::EventType::kStatement);
+    } else {
+      base.type = audit::EventType::kStatement;
+      base.statement = prep.text;  // allowed unparsed (on_parse_error = "allow")
     }
+    prep.base_event = std::make_shared<const audit::Event>(std::move(base));
   }
-  running_.push_back(r);
+  r.intent = prep.base_event;
+  audit::Event e = *prep.base_event;
+  e.statement_id = r.statement_id;
+  e.decision = prep.approval_id.empty() ? "allow" : "approved";
+  e.token_id = prep.approval_id;
+  if (auto vit = portal_values_.find(*portal); vit != portal_values_.end()) {
+    e.parameters = vit->second;
+  }
+  for (const auto& a : approvals_) {
+    if (a.id != prep.approval_id) continue;
+    e.approver = a.approver;
+    e.reason = a.reason;
+  }
+  e.detail = "extended protocol: statement \"" + pit->second + "\" portal \"" +
+             std::string(*portal) + "\"";
+  plan.records.push_back(encode(e));
+  plan.pipelined = pipelinable(*prep.classification);
+  return plan;
+}
+
+StatementGate::Verdict StatementGate::finish_execute_now(ExecutePlan plan) {
+  if (!plan.records.empty()) append_pipelined(std::move(plan.records));
+  running_.push_back(std::move(plan.running));
   Verdict v;
-  if (portal) {
-    if (auto git = portal_guards_.find(*portal); git != portal_guards_.end()) v.guard = git->second;
+  v.guard = std::move(plan.guard);
+  return v;
+}
+
+asio::awaitable<StatementGate::Verdict> StatementGate::finish_execute(ExecutePlan plan) {
+  if (plan.drain) {
+    const bool ok = co_await drain();
+    if (!ok) co_return refuse_commit(nullptr, true);
   }
-  co_return v;
+  if (!plan.records.empty() && !plan.pipelined) {
+    const bool ok = co_await append_durably(services_->audit.get(), std::move(plan.records));
+    if (!ok) co_return refuse_unrecorded(nullptr, true);
+    plan.records.clear();
+  }
+  co_return finish_execute_now(std::move(plan));
 }
 
 StatementGate::Verdict StatementGate::on_close(wire::Bytes message) {
@@ -862,12 +877,20 @@ void StatementGate::on_client_message(wire::Bytes message) {
   switch (static_cast<char>(message[0])) {
     case wire::fe::kBind:
       if (auto b = wire::parse_bind_names(message)) {
-        portals_[std::string(b->portal)] = std::string(b->statement);
+        // Every Bind of every prepared-statement client comes here: no temporary strings.
+        auto pit = portals_.find(b->portal);
+        if (pit == portals_.end()) pit = portals_.emplace(b->portal, std::string()).first;
+        if (pit->second != b->statement) pit->second.assign(b->statement);
+        auto git = portal_guards_.find(b->portal);
         if (auto sit = statements_.find(b->statement);
             sit != statements_.end() && sit->second.guard) {
-          portal_guards_[std::string(b->portal)] = sit->second.guard;
-        } else {
-          portal_guards_.erase(std::string(b->portal));
+          if (git == portal_guards_.end()) {
+            portal_guards_.emplace(b->portal, sit->second.guard);
+          } else {
+            git->second = sit->second.guard;
+          }
+        } else if (git != portal_guards_.end()) {
+          portal_guards_.erase(git);
         }
         if (services_->audit_settings.parameters) {
           auto values = wire::parse_bind_values(message);
@@ -911,7 +934,7 @@ std::optional<std::string> StatementGate::on_error(const wire::ErrorFields* fiel
     }
   }
   if (!running_.empty()) {
-    Running r = running_.front();
+    Running r = std::move(running_.front());
     running_.pop_front();
     if (r.audited) {
       audit_outcome(r, audit::Outcome{{}, std::nullopt, fields->sqlstate(), fields->message()});
@@ -929,7 +952,7 @@ void StatementGate::on_command_complete(wire::Bytes message) {
     if (cc && cc->tag == "ROLLBACK") drop_approval();
   }
   if (running_.empty()) return;
-  Running r = running_.front();
+  Running r = std::move(running_.front());
   running_.pop_front();
   if (!r.audited) return;
   auto cc = wire::parse_command_complete(message);

@@ -45,6 +45,25 @@ class StatementGate {
     std::shared_ptr<const GuardSpec> guard;
   };
 
+  // One statement the server will answer, oldest first.
+  struct Running {
+    std::uint64_t statement_id = 0;
+    std::uint64_t group = 0;  // the Query, or the Sync epoch, it belongs to
+    bool audited = false;
+    std::chrono::steady_clock::time_point started;  // audited statements only
+    // For audited statements: what the outcome record repeats so that a search by table or
+    // class finds the row count too.
+    std::shared_ptr<const audit::Event> intent;
+  };
+  struct ExecutePlan {
+    Running running;
+    bool drain = false;                // a COMMIT: wait for the transaction's audit records
+    std::vector<std::string> records;  // this execution's audit record, if it writes
+    bool pipelined = false;            // ... written without a sync of its own
+    std::shared_ptr<const GuardSpec> guard;
+    bool waits() const { return drain || (!records.empty() && !pipelined); }
+  };
+
   // Startup: strips an approval token from `options` (-c pgmoat.approval=...). Returns a
   // refusal message when the connection must not proceed.
   std::optional<std::string> on_startup(wire::StartupPacket& startup);
@@ -56,8 +75,13 @@ class StatementGate {
 
   boost::asio::awaitable<Verdict> on_query(std::string_view sql);
   boost::asio::awaitable<Verdict> on_parse(const wire::ParseMsg& parse);
-  // Execute of a portal whose statement writes: its audit record goes to disk first.
-  boost::asio::awaitable<Verdict> on_execute(wire::Bytes message);
+  // Execute, in two steps so that the common case never suspends: plan_execute() does the
+  // bookkeeping and builds the audit record; when the plan waits() (a COMMIT with audit
+  // records in flight, or a write whose record must be on disk before it is forwarded),
+  // finish_execute() waits for that, otherwise finish_execute_now() completes it.
+  ExecutePlan plan_execute(wire::Bytes message);
+  Verdict finish_execute_now(ExecutePlan plan);
+  boost::asio::awaitable<Verdict> finish_execute(ExecutePlan plan);
   // Close: refused for the row guard's reserved names (RowGuard::kNamePrefix).
   Verdict on_close(wire::Bytes message);
   // Bind, Sync, FunctionCall: bookkeeping only.
@@ -92,16 +116,6 @@ class StatementGate {
     std::string message;
     std::string detail;
     std::string hint;
-  };
-  // One statement the server will answer, oldest first.
-  struct Running {
-    std::uint64_t statement_id = 0;
-    std::uint64_t group = 0;  // the Query, or the Sync epoch, it belongs to
-    bool audited = false;
-    std::chrono::steady_clock::time_point started;
-    // For audited statements: what the outcome record repeats so that a search by table or
-    // class finds the row count too.
-    std::shared_ptr<const audit::Event> intent;
   };
   struct Prepared {
     std::shared_ptr<const parser::Classification> classification;

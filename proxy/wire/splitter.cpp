@@ -46,21 +46,21 @@ Splitter::Result Splitter::next(std::span<const std::uint8_t> data) {
   const std::uint32_t length = read_u32(data.data() + 1);
   if (valid_tag_ != nullptr && !valid_tag_(tag)) {
     r.status = Status::error;
-    r.error = "invalid message type " + describe_tag(tag);
+    error_ = "invalid message type " + describe_tag(tag);
     return r;
   }
   if (length < 4) {
     r.status = Status::error;
-    r.error = "invalid message length " + std::to_string(length) + " for message type " +
-              describe_tag(tag);
+    error_ = "invalid message length " + std::to_string(length) + " for message type " +
+             describe_tag(tag);
     return r;
   }
   const std::size_t total = std::size_t{length} + 1;
   if (whole_[static_cast<unsigned char>(tag)]) {
     if (total > max_whole_) {
       r.status = Status::error;
-      r.error = "message type " + describe_tag(tag) + " of " + std::to_string(total) +
-                " bytes exceeds the limit of " + std::to_string(max_whole_) + " bytes";
+      error_ = "message type " + describe_tag(tag) + " of " + std::to_string(total) +
+               " bytes exceeds the limit of " + std::to_string(max_whole_) + " bytes";
       return r;
     }
     if (data.size() < total) {

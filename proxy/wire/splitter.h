@@ -20,7 +20,7 @@ class Splitter {
   enum class Status : std::uint8_t {
     piece,      // `piece` is valid; `consumed` bytes of the input belong to it
     need_more,  // not enough bytes: read more (at least `need` bytes in the buffer in total)
-    error,      // protocol violation: `error` says what
+    error,      // protocol violation: error() says what
   };
   enum class Kind : std::uint8_t {
     whole,  // the complete message, header included
@@ -39,7 +39,6 @@ class Splitter {
     std::size_t consumed = 0;
     std::size_t need = 0;
     Piece piece;
-    std::string error;
   };
 
   // `whole_tags`: tags delivered only whole. `max_whole`: the cap on such a message
@@ -47,6 +46,9 @@ class Splitter {
   Splitter(std::string_view whole_tags, std::size_t max_whole, bool (*valid_tag)(char) = nullptr);
 
   Result next(std::span<const std::uint8_t> data);
+
+  // After Status::error: what was wrong (kept out of Result, which is built per message).
+  const std::string& error() const { return error_; }
 
   // True while in the middle of a streamed message.
   bool streaming() const { return remaining_ > 0; }
@@ -56,6 +58,7 @@ class Splitter {
   std::array<bool, 256> whole_{};
   std::size_t max_whole_;
   bool (*valid_tag_)(char);
+  std::string error_;
   std::size_t remaining_ = 0;  // body bytes of the streamed message not yet returned
   char stream_tag_ = 0;
   std::uint32_t stream_length_ = 0;

@@ -36,7 +36,7 @@ Reassembled run(Splitter& sp, const std::string& stream, std::size_t chunk) {
   for (;;) {
     auto r = sp.next(buf);
     if (r.status == Splitter::Status::error) {
-      out.error = r.error;
+      out.error = sp.error();
       return out;
     }
     if (r.status == Splitter::Status::need_more) {
