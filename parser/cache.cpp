@@ -95,14 +95,16 @@ ClassificationCache::ClassificationCache(std::size_t max_bytes)
 ClassificationCache::~ClassificationCache() = default;
 
 std::shared_ptr<const Classification> ClassificationCache::get(std::string_view sql) {
-  if (auto hit = lookup(sql)) {
+  const std::size_t h = std::hash<std::string_view>{}(sql);
+  if (auto hit = lookup(sql, h)) {
     impl_->hits.fetch_add(1, std::memory_order_relaxed);
     return hit;
   }
   if (auto t = starts_with_select(sql) ? numeric_template(sql) : std::nullopt) {
-    auto shared = lookup(t->text);
+    const std::size_t th = std::hash<std::string_view>{}(t->text);
+    auto shared = lookup(t->text, th);
     if (!shared) {
-      shared = insert(t->text, std::make_shared<const Classification>(classify(t->text)),
+      shared = insert(t->text, th, std::make_shared<const Classification>(classify(t->text)),
                       /*admit_at_once=*/true);
     }
     if (plain_select(*shared)) {
@@ -110,15 +112,15 @@ std::shared_ptr<const Classification> ClassificationCache::get(std::string_view 
       auto own = std::make_shared<Classification>(*shared);
       own->statements.front().text = std::string(t->statement);
       // The same text again (a health check, a repeated lookup) becomes an exact hit.
-      return insert(sql, std::move(own), false);
+      return insert(sql, h, std::move(own), false);
     }
   }
   impl_->misses.fetch_add(1, std::memory_order_relaxed);
-  return insert(sql, std::make_shared<const Classification>(classify(sql)), false);
+  return insert(sql, h, std::make_shared<const Classification>(classify(sql)), false);
 }
 
-std::shared_ptr<const Classification> ClassificationCache::lookup(std::string_view sql) {
-  const std::size_t h = std::hash<std::string_view>{}(sql);
+std::shared_ptr<const Classification> ClassificationCache::lookup(std::string_view sql,
+                                                                  std::size_t h) {
   Shard& shard = impl_->shards[(h >> 7) % kShards];
   std::lock_guard lock(shard.mu);
   auto it = shard.index.find(sql);
@@ -130,8 +132,8 @@ std::shared_ptr<const Classification> ClassificationCache::lookup(std::string_vi
 // Called with a classification made outside any lock: a slow parse must not stall other
 // lookups on its shard. Only an admitted text pays for its entry.
 std::shared_ptr<const Classification> ClassificationCache::insert(
-    std::string_view sql, std::shared_ptr<const Classification> value, bool admit_at_once) {
-  const std::size_t h = std::hash<std::string_view>{}(sql);
+    std::string_view sql, std::size_t h, std::shared_ptr<const Classification> value,
+    bool admit_at_once) {
   Shard& shard = impl_->shards[(h >> 7) % kShards];
   std::lock_guard lock(shard.mu);
   // Hash bits 7-10 chose the shard; the slot and tag use others.

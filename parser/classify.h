@@ -42,10 +42,10 @@ class ClassificationCache {
   std::size_t entries() const;
 
  private:
-  // The cached classification of exactly `sql`, or null.
-  std::shared_ptr<const Classification> lookup(std::string_view sql);
+  // The cached classification of exactly `sql` (whose std::hash is `h`), or null.
+  std::shared_ptr<const Classification> lookup(std::string_view sql, std::size_t h);
   // Keeps `value` for `sql` (from its second sighting, or at once); returns the kept value.
-  std::shared_ptr<const Classification> insert(std::string_view sql,
+  std::shared_ptr<const Classification> insert(std::string_view sql, std::size_t h,
                                                std::shared_ptr<const Classification> value,
                                                bool admit_at_once);
   struct Impl;

@@ -1,5 +1,7 @@
 #include "parser/literal_template.h"
 
+#include <array>
+
 namespace pgmoat::parser {
 namespace {
 
@@ -66,6 +68,31 @@ std::size_t number_end(std::string_view sql, std::size_t i) {
   return j;
 }
 
+// Bytes that make a text unfit for a template wherever they stand, quotes and comments
+// included: '$' (dollar quotes, parameters), backslash (escape strings), NUL, and '[' (a
+// parameter can be subscripted, a number cannot: "SELECT 1[2]" does not parse, "SELECT
+// $1[$2]" does, so a template could accept a text Postgres rejects).
+constexpr std::array<bool, 256> kUnfit = [] {
+  std::array<bool, 256> t{};
+  for (char c : {'$', '\\', '\0', '['}) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}();
+
+bool has_unfit_byte(std::string_view sql) {
+  for (char c : sql) {
+    if (kUnfit[static_cast<unsigned char>(c)]) return true;
+  }
+  return false;
+}
+
+// The end of a -- comment starting at sql[i]: PostgreSQL ends it at \n or \r.
+std::size_t line_comment_end(std::string_view sql, std::size_t i) {
+  for (std::size_t j = i + 2; j < sql.size(); ++j) {
+    if (sql[j] == '\n' || sql[j] == '\r') return j;
+  }
+  return sql.size();
+}
+
 std::string_view trim(std::string_view s) {
   while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
   while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
@@ -75,14 +102,11 @@ std::string_view trim(std::string_view s) {
 }  // namespace
 
 std::optional<LiteralTemplate> numeric_template(std::string_view sql) {
-  // '[': a parameter can be subscripted and a number cannot ("SELECT 1[2]" does not parse,
-  // "SELECT $1[$2]" does), so a template could accept a text Postgres rejects.
-  if (sql.find_first_of(std::string_view("$\\\0[", 4)) != std::string_view::npos) {
-    return std::nullopt;
-  }
+  if (has_unfit_byte(sql)) return std::nullopt;
   LiteralTemplate out;
   out.text.reserve(sql.size() + 8);
   int params = 0;
+  std::size_t copied = 0;  // sql[0, copied) is in out.text already
   std::size_t semicolon = std::string_view::npos;
   std::size_t i = 0;
   while (i < sql.size()) {
@@ -94,29 +118,30 @@ std::optional<LiteralTemplate> numeric_template(std::string_view sql) {
     } else if (c == '\'' || c == '"') {
       end = quoted_end(sql, i);
     } else if (c == '-' && i + 1 < sql.size() && sql[i + 1] == '-') {
-      end = sql.find_first_of("\r\n", i);  // PostgreSQL ends a -- comment at either
-      if (end == std::string_view::npos) end = sql.size();
+      end = line_comment_end(sql, i);
     } else if (c == '/' && i + 1 < sql.size() && sql[i + 1] == '*') {
       end = comment_end(sql, i);
     } else if (is_ident_start(c)) {
       while (end < sql.size() && is_ident_char(sql[end])) ++end;
     } else if (is_digit(c) || (c == '.' && i + 1 < sql.size() && is_digit(sql[i + 1]))) {
       end = number_end(sql, i);
-      const char before = out.text.empty() ? ' ' : out.text.back();
+      // The text on either side as Postgres's lexer sees it (a number never follows a
+      // number directly: number_end took every digit, and what follows it is checked here).
+      const char before = i == 0 ? ' ' : sql[i - 1];
       const char after = end < sql.size() ? sql[end] : ' ';
       if (is_ident_char(before) || before == '\'' || before == '"' || before == '.' ||
           is_ident_char(after) || after == '\'' || after == '"' || after == '.') {
         return std::nullopt;
       }
+      out.text.append(sql.substr(copied, i - copied));
       out.text += '$';
       out.text += std::to_string(++params);
-      i = end;
-      continue;
+      copied = end;
     }
     if (end == std::string_view::npos) return std::nullopt;  // unterminated quote or comment
-    out.text.append(sql.substr(i, end - i));
     i = end;
   }
+  out.text.append(sql.substr(copied));
   if (params == 0) return std::nullopt;
   std::string_view stmt = sql;
   if (semicolon != std::string_view::npos) stmt = sql.substr(0, semicolon);
