@@ -81,8 +81,8 @@ bench_cleanup() {
   exit "$rc"
 }
 
-wait_port() {  # port pid name
-  for _ in $(seq 1 100); do
+wait_port() {  # port pid name; WAIT_PORT_TENTHS: how long, in 0.1 s (default 100)
+  for _ in $(seq 1 "${WAIT_PORT_TENTHS:-100}"); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
     if [[ -n "$2" ]] && ! kill -0 "$2" 2>/dev/null; then break; fi
     sleep 0.1
@@ -111,7 +111,7 @@ logfile = $TMP/pgbouncer.log
 pidfile = $TMP/pgbouncer.pid
 INI
   chown postgres: "$TMP/userlist.txt" "$TMP/pgbouncer.ini"
-  setpriv --reuid=postgres --regid=postgres --init-groups pgbouncer "$TMP/pgbouncer.ini" \
+  setpriv --reuid=postgres --regid=postgres --init-groups ${RUN_UNDER:-} pgbouncer "$TMP/pgbouncer.ini" \
     >"$TMP/pgbouncer.stderr" 2>&1 &
   BOUNCER_PID=$!
   PIDS+=("$BOUNCER_PID")
@@ -182,7 +182,8 @@ start_pgmoat() {  # name port audit(on|off) [noguard]
       echo "enabled = false"
     fi
   } >>"$conf"
-  "$PROXY_BIN" serve --config "$conf" >"$TMP/$name.log" 2>&1 &
+  # RUN_UNDER: an optional command prefix (bench/instructions.sh runs pgmoat under callgrind).
+  ${RUN_UNDER:-} "$PROXY_BIN" serve --config "$conf" >"$TMP/$name.log" 2>&1 &
   STARTED_PID=$!
   PIDS+=("$STARTED_PID")
   NAMES+=("$name")

@@ -19,6 +19,7 @@ PKGS=(
   python3-psycopg python3-pytest python3-pytest-timeout
   libpostgresql-jdbc-java default-jdk-headless
   openssl procps iproute2
+  valgrind  # bench/instructions.sh counts instructions per transaction with callgrind
 )
 # node and npm: a machine may already carry a Node.js build that bundles npm (for
 # example a nodesource package); installing Debian's npm next to it would conflict.

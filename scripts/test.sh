@@ -4,7 +4,7 @@
 #   2. integration tests through pgmoat against a real PostgreSQL 15 with real clients
 #      (psql, pgbench, psycopg, node pg, JDBC)
 #   3. the unit tests again, and the integration suite against pgmoat, under ASan+UBSan
-#   4. a quick run of the benchmark script, so it keeps working
+#   4. quick runs of the benchmark scripts (run.sh, instructions.sh), so they keep working
 # Run as root on Debian bookworm; never reads stdin. Set PGMOAT_SKIP_INSTALL=1 to skip apt,
 # PGMOAT_SKIP_ASAN=1 to skip step 3, PGMOAT_SKIP_BENCH=1 to skip step 4.
 set -uo pipefail
@@ -75,6 +75,11 @@ if [[ "${PGMOAT_SKIP_BENCH:-0}" != "1" && -x bench/run.sh ]]; then
   BENCH_QUICK=1 PGMOAT_BIN="$REPO/build/pgmoat" bash bench/run.sh >"$LOGS/bench.log" 2>&1 ||
     { tail -30 "$LOGS/bench.log"; fail "benchmark smoke run"; }
   tail -30 "$LOGS/bench.log"
+  step "instruction-count smoke run (INSTR_TRANSACTIONS=300 bench/instructions.sh)"
+  INSTR_TRANSACTIONS=300 PGMOAT_BIN="$REPO/build/pgmoat" bash bench/instructions.sh \
+    >"$LOGS/instructions.log" 2>&1 ||
+    { tail -30 "$LOGS/instructions.log"; fail "instruction-count smoke run"; }
+  tail -5 "$LOGS/instructions.log"
 fi
 
 # One closing line for every runner above: ctest "N tests failed out of M" and pytest's

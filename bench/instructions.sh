@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# User-space instructions per transaction of pgmoat and of PgBouncer, counted by callgrind.
+# Unlike TPS and CPU seconds, instruction counts do not move with the load of a shared machine,
+# so this is the benchmark for small changes to the per-message path: run it before and after.
+#
+#   sudo bash bench/instructions.sh
+#
+# Environment:
+#   PGMOAT_BIN         pgmoat binary (default build/pgmoat, relative to the repository root)
+#   INSTR_TRANSACTIONS transactions counted per mode (default 3000)
+#   BENCH_KEEP=1       keep the temp dir (logs, configs, callgrind files)
+#   BENCH_TMPDIR       where to create the temp dir (default /tmp)
+#
+# For each of pgmoat (default policy, audit on) and PgBouncer (session pool), and each of
+# pgbench -S -M prepared and -M simple with one client: the proxy runs under
+# `valgrind --tool=callgrind` twice, once for 200 transactions and once for 200 + N, and the
+# difference of the two totals divided by N is what one transaction costs (start-up, login and
+# shutdown cancel out). Kernel time (the socket system calls themselves) is not counted: the
+# CPU columns of bench/run.sh include it.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+N="${INSTR_TRANSACTIONS:-3000}"
+BASE=200
+BENCH_SCRIPT=bench/instructions.sh
+# shellcheck source=bench/lib.sh
+source "$REPO/bench/lib.sh"
+bench_require pgbouncer
+require_positive_int INSTR_TRANSACTIONS "$N"
+command -v valgrind >/dev/null || die "valgrind not installed (apt-get install valgrind)"
+command -v callgrind_annotate >/dev/null || die "callgrind_annotate not found (package valgrind)"
+
+bench_setup pm-instr
+read -r PG_PORT PROXY_PORT < <(free_ports 2)
+WAIT_PORT_TENTHS=600  # a proxy under valgrind starts slowly
+
+log "PostgreSQL 15 on 127.0.0.1:$PG_PORT (temp dir $TMP)"
+start_postgres <<CONF
+max_connections = 50
+CONF
+"$PGBENCH" -i -q -s 1 -h 127.0.0.1 -p "$PG_PORT" -U postgres postgres >"$TMP/pgbench-init.log" 2>&1 ||
+  { cat "$TMP/pgbench-init.log" >&2; die "pgbench -i failed"; }
+
+# The proxy that just exited is no longer one to stop at exit.
+forget_started() {
+  local i kept_pids=() kept_names=()
+  for i in "${!PIDS[@]}"; do
+    [[ "${PIDS[$i]}" == "$STARTED_PID" ]] && continue
+    kept_pids+=("${PIDS[$i]}")
+    kept_names+=("${NAMES[$i]}")
+  done
+  PIDS=("${kept_pids[@]}")
+  NAMES=("${kept_names[@]}")
+}
+
+# Total instructions of one proxy process that served `count` transactions, then exited.
+instructions() {  # target mode count
+  local target=$1 mode=$2 count=$3 out="$TMP/callgrind.$1.$2.$3"
+  RUN_UNDER="valgrind --tool=callgrind --callgrind-out-file=$out"
+  if [[ "$target" == pgmoat ]]; then
+    start_pgmoat pgmoat "$PROXY_PORT" on
+  else
+    start_pgbouncer "$PROXY_PORT" 5 20
+    STARTED_PID=$BOUNCER_PID
+  fi
+  RUN_UNDER=
+  "$PGBENCH" -n -S -M "$mode" -c 1 -t "$count" -h 127.0.0.1 -p "$PROXY_PORT" -U postgres postgres \
+    >"$TMP/pgbench.$target.$mode.$count.log" 2>&1 ||
+    die "pgbench through $target failed (see $TMP/pgbench.$target.$mode.$count.log)"
+  kill -INT "$STARTED_PID"
+  wait "$STARTED_PID" 2>/dev/null || true
+  forget_started
+  [[ -s "$out" ]] || die "no callgrind output from $target ($out)"
+  callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !done { gsub(",", "", $1); print $1; done = 1 }'
+}
+
+declare -A PER_TX
+for mode in prepared simple; do
+  for target in pgmoat pgbouncer; do
+    log "$target, -M $mode: $BASE and $((BASE + N)) transactions under callgrind"
+    small=$(instructions "$target" "$mode" "$BASE")
+    large=$(instructions "$target" "$mode" $((BASE + N)))
+    [[ -n "$small" && -n "$large" ]] || die "could not read callgrind totals for $target"
+    PER_TX[$target.$mode]=$(((large - small) / N))
+  done
+done
+
+echo
+echo "pgmoat $PGMOAT_BIN (sha256 $(sha256sum "$PGMOAT_BIN" | cut -c1-12);" \
+  "checkout $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')), default policy, audit on;" \
+  "$(pgbouncer --version | head -1) (session pool)"
+echo "user-space instructions per transaction, pgbench -S, 1 client, $N transactions (callgrind)"
+printf '%-10s %10s %10s %18s\n' mode pgmoat pgbouncer pgmoat/pgbouncer
+for mode in prepared simple; do
+  m=${PER_TX[pgmoat.$mode]} b=${PER_TX[pgbouncer.$mode]}
+  printf '%-10s %10d %10d %18s\n' "$mode" "$m" "$b" "$(awk -v m="$m" -v b="$b" 'BEGIN { printf "%.2f", m / b }')"
+done
