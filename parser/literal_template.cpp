@@ -93,6 +93,24 @@ std::size_t line_comment_end(std::string_view sql, std::size_t i) {
   return sql.size();
 }
 
+// The first character at or after sql[i] that is not blank and not in a comment; ' ' at the
+// end (or in an unterminated comment, which makes the whole text unfit anyway).
+char next_significant(std::string_view sql, std::size_t i) {
+  while (i < sql.size()) {
+    if (is_space(sql[i])) {
+      ++i;
+    } else if (sql[i] == '-' && i + 1 < sql.size() && sql[i + 1] == '-') {
+      i = line_comment_end(sql, i);
+    } else if (sql[i] == '/' && i + 1 < sql.size() && sql[i + 1] == '*') {
+      i = comment_end(sql, i);
+      if (i == std::string_view::npos) return ' ';
+    } else {
+      return sql[i];
+    }
+  }
+  return ' ';
+}
+
 std::string_view trim(std::string_view s) {
   while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
   while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
@@ -133,6 +151,9 @@ std::optional<LiteralTemplate> numeric_template(std::string_view sql) {
           is_ident_char(after) || after == '\'' || after == '"' || after == '.') {
         return std::nullopt;
       }
+      // A parameter takes a field selection after blanks or comments ("$1 .x"), a number
+      // does not: "SELECT 1 .x" does not parse. ('[' never gets this far.)
+      if (next_significant(sql, end) == '.') return std::nullopt;
       out.text.append(sql.substr(copied, i - copied));
       out.text += '$';
       out.text += std::to_string(++params);

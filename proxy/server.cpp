@@ -85,8 +85,13 @@ asio::awaitable<void> Server::accept_loop() {
       continue;
     }
     auto session = std::make_shared<Session>(std::move(socket), services_, listen_addr_);
+    // Moved, not copied: the last reference must not stay on this thread, or a session that
+    // ends at once would be destroyed here, closing its socket from outside its own context
+    // (which runs without per-socket locks, see the constructor).
     asio::co_spawn(
-        exec, [session]() -> asio::awaitable<void> { co_await session->run(); }, asio::detached);
+        exec,
+        [session = std::move(session)]() -> asio::awaitable<void> { co_await session->run(); },
+        asio::detached);
   }
 }
 

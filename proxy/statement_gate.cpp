@@ -29,6 +29,20 @@ constexpr std::string_view kApprovalSetting = "pgmoat.approval";
 // transaction control and plain SETs are not (unless statements = "all").
 constexpr parser::ClassSet kReadOnly = parser::kReadOnlyClasses;
 
+// Case-insensitive: SQL folds unquoted names to lower case.
+bool contains_reserved_name(std::string_view sql) {
+  const std::string_view prefix = RowGuard::kNamePrefix;
+  if (sql.size() < prefix.size()) return false;
+  for (std::size_t i = 0; i + prefix.size() <= sql.size(); ++i) {
+    std::size_t k = 0;
+    while (k < prefix.size() && std::tolower(static_cast<unsigned char>(sql[i + k])) == prefix[k]) {
+      ++k;
+    }
+    if (k == prefix.size()) return true;
+  }
+  return false;
+}
+
 std::int64_t unix_now() {
   return static_cast<std::int64_t>(std::time(nullptr));
 }
@@ -441,9 +455,13 @@ void StatementGate::audit_async(audit::Event e) {
 asio::awaitable<StatementGate::Verdict> StatementGate::decide(
     std::shared_ptr<const parser::Classification> c, std::string_view sql,
     const wire::ParseMsg* parse) {
-  // PREPARE / EXECUTE / DEALLOCATE of a row-guard statement.
+  // PREPARE / EXECUTE / DEALLOCATE of a row-guard statement. A text that did not parse
+  // (allowed unparsed with on_parse_error = "allow") is not read: refused if it names one.
   for (const auto& st : c->statements) {
     if (auto v = refuse_reserved(st.prepared_name, parse, false)) co_return std::move(*v);
+  }
+  if (!c->ok && contains_reserved_name(sql)) {
+    co_return *refuse_reserved(RowGuard::kNamePrefix, parse, false);
   }
   if (auto v = handle_approval(*c, parse)) co_return std::move(*v);
   // EXECUTE of a statement prepared earlier (perhaps under an approval since ended) is judged
@@ -835,6 +853,7 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
 }
 
 StatementGate::Verdict StatementGate::finish_execute_now(ExecutePlan plan) {
+  if (services_ == nullptr) return {};
   if (!plan.records.empty()) append_pipelined(std::move(plan.records));
   running_.push_back(std::move(plan.running));
   Verdict v;

@@ -486,7 +486,7 @@ class PgmoatFactory:
                  upstream_host: str | None = None, upstream_tls_mode: str = "disable",
                  upstream_ca: str | None = None, limits: dict | None = None, log_level: str = "info",
                  policy_mode: str | None = None, audit: dict | None = None,
-                 start: bool = True) -> Pgmoat:
+                 policy: dict | None = None, start: bool = True) -> Pgmoat:
         """Write a config and start pgmoat. `extra_toml` is appended after the generated
         sections (start it with a table header such as [[rules]]); an `[audit]` table in it
         replaces the generated one, which otherwise writes to <workdir>/audit.jsonl."""
@@ -506,7 +506,7 @@ class PgmoatFactory:
         lim.update(limits or {})
         sections["limits"] = lim
         sections["log"] = {"level": log_level}
-        sections["policy"] = {"mode": policy_mode or POLICY_MODE}
+        sections["policy"] = {"mode": policy_mode or POLICY_MODE, **(policy or {})}
         if not re.search(r"^\s*\[audit\]", extra_toml, re.M):
             sections["audit"] = {"path": str(workdir / "audit.jsonl"), **(audit or {})}
         p = Pgmoat(binary, workdir, sections, extra_toml, str(self.pg.ca_crt))

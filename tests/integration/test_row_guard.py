@@ -582,3 +582,18 @@ def test_the_guard_count_statement_cannot_be_replaced(pg, moat, how):
             f"SELECT statement FROM pg_prepared_statements WHERE name = '{name}'"))
         assert rows and "pg_stat_get_xact_tuples_deleted" in rows[0][0], rows
     assert (n(pg, st), n(pg, me)) == (7, 20000)
+
+
+def test_an_unparsed_text_naming_a_guard_statement_is_refused(pg, pgmoat_factory):
+    """With on_parse_error = "allow", texts libpg_query cannot read go to Postgres unjudged;
+    one that names the guard's reserved prefix is refused instead (pgmoat cannot tell what it
+    does to that statement)."""
+    import pgwire
+    moat = start_guarded(pgmoat_factory, policy={"on_parse_error": "allow"})
+    with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
+        c.startup("postgres")
+        # allowed unparsed: Postgres answers with its own syntax error
+        err = pgwire.first_error(c.simple_query("PREPARE other_1 AS SELEC 1"))
+        assert err is not None and err.get("C") == "42601", err
+        err = pgwire.first_error(c.simple_query("PREPARE PGMOAT_GUARD_1 AS SELEC 1"))
+        assert err is not None and err.get("C") == "42939", err

@@ -435,6 +435,8 @@ TEST(Cache, ATemplatesClassificationEqualsTheStatementsOwn) {
       // A number cannot be subscripted, a parameter can: these texts do not parse.
       {"SELECT 3[4]", "SELECT 1[2]"},
       {"SELECT 3 /* x */ [4] FROM t", "SELECT 1 /* x */ [2] FROM t"},
+      {"SELECT 3 .x", "SELECT 1 .x"},
+      {"SELECT 3 /* x */ .x", "SELECT 1 /* x */ .x"},
   };
   ClassificationCache cache;
   for (const auto& [warm, sql] : corpus) {

@@ -54,6 +54,9 @@ TEST(LiteralTemplate, RefusesWhatItCannotFollow) {
            "SELECT 1e",                 // 'e' without digits: junk after a number
            "SELECT 0x1F",               // hex is PostgreSQL 16
            "SELECT a[1] FROM t",        // a subscript: "$1[2]" parses, "1[2]" does not
+           "SELECT 1 .x",               // a field selection after a blank: "$1 .x" parses
+           "SELECT 1 /* c */ .x",       // or after a comment
+           "SELECT 1 --\n.x",           //
        }) {
     EXPECT_EQ(tmpl(sql), "<none>") << sql;
   }
