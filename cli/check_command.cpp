@@ -16,6 +16,7 @@
 #include "cli/commands.h"
 #include "common/toml_reader.h"
 #include "parser/classify.h"
+#include "policy/approval_store.h"
 #include "policy/policy.h"
 #include "policy/token.h"
 #include "proxy/app_config.h"
@@ -44,7 +45,8 @@ constexpr const char* kCheckHelp =
     "                           client_addr then never match)\n"
     "  --tls-subject SUBJECT    client certificate subject (default: none)\n"
     "  --token TOKEN            an approval token the session holds (repeatable); verified\n"
-    "                           against the config's [[approvers]]; use counts are not checked\n"
+    "                           against the config's [[approvers]] and revocation_list; use\n"
+    "                           counts are not checked\n"
     "  --enforce                decide as in enforce mode even if the config says monitor\n"
     "\n"
     "Exit status: 0 when every statement would run, 1 when any would be refused, 2 on a usage\n"
@@ -202,8 +204,18 @@ void print_error(const std::string& message, const std::string& detail, const st
 std::vector<policy::Approval> verify_tokens(const Options& o, const proxy::AppConfig& config,
                                             std::int64_t now) {
   std::vector<policy::Approval> out;
+  // The revocation list the server would consult: a revoked token must not look valid here.
+  std::optional<policy::RevocationList> revoked;
+  if (!o.tokens.empty() && config.approvals.revocation_list) {
+    try {
+      revoked.emplace(*config.approvals.revocation_list);
+    } catch (const std::exception& e) {
+      throw UsageError(std::string("cannot check --token: ") + e.what());
+    }
+  }
   for (const auto& token : o.tokens) {
-    policy::VerifyResult r = policy::verify_token(token, config.approvers, now);
+    policy::VerifyResult r =
+        policy::verify_token(token, config.approvers, now, revoked ? &*revoked : nullptr);
     if (!r.ok() || !r.claims) {
       throw UsageError("--token is not valid: " + r.message);
     }

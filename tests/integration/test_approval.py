@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import signal
+import subprocess
 import time
 from urllib.parse import quote
 
@@ -464,3 +465,19 @@ def test_sql_prepare_under_token_needs_it_again_to_execute(S, pg):
         conn.execute(f"PREPARE one AS SELECT count(*) FROM {t}")  # harmless ones still run
         assert conn.execute("EXECUTE one").fetchone()[0] == 5
     assert mu.count(pg, f"SELECT count(*) FROM {t}") == 5
+
+
+def test_check_knows_a_revoked_token(S, pg):
+    """`pgmoat check --token` consults the same revocation list as the server."""
+    tok = S.issue(classes="drop")
+    tid = claims(tok)["id"]
+    cmd = [str(mu.pgmoat_binary_path()), "check", "--config", str(S.moat.config_path),
+           "--user", "postgres", "--database", "postgres", "--token", tok,
+           "-c", "DROP TABLE appr_check_revoked"]
+    ok = subprocess.run(cmd, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert ok.returncode == 0, (ok.stdout, ok.stderr)
+    assert "NEEDS-APPROVAL" not in ok.stdout, ok.stdout
+    S.revoked.write_text(f"{tid}\n")
+    bad = subprocess.run(cmd, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert bad.returncode == 2, (bad.stdout, bad.stderr)
+    assert f"token {tid} is revoked" in bad.stderr, bad.stderr
