@@ -42,6 +42,9 @@ class ResponseTracker {
   Answer on_server(char tag);
 
   bool idle() const { return pending_.empty(); }
+  // Whose answer the next server message belongs to, unless it ends one (a DataRow never
+  // does): the client's when nothing is pending (notices, parameter changes).
+  Sender next_sender() const { return pending_.empty() ? Sender::client : pending_.front().sender; }
   // A Query, FunctionCall or Sync is not answered yet: a ReadyForQuery is still to come.
   bool ready_pending() const;
   // Messages of the guard (guarded or injected) not yet answered or skipped.

@@ -639,9 +639,13 @@ asio::awaitable<void> Session::client_to_server() {
 
 asio::awaitable<void> Session::server_to_client() {
   wire::Splitter splitter("ZCEs", kMaxServerWhole, nullptr);
+  // Consecutive DataRows of a client's answer pass as one piece: the tracker, the gate and
+  // the outbox see a result set once per read, not once per row. Answers to the guard are
+  // read message by message.
+  splitter.set_run_tag(wire::be::kDataRow);
   Outbox out;
   for (;;) {
-    auto r = splitter.next(server_in_.readable());
+    auto r = splitter.next(server_in_.readable(), tracker_.next_sender() == Sender::client);
     if (r.status == wire::Splitter::Status::need_more) {
       if (!write_now(client_, out) && !co_await flush_rest(client_, out)) break;
       server_in_.prepare(r.need);

@@ -23,7 +23,7 @@ Splitter::Splitter(std::string_view whole_tags, std::size_t max_whole, bool (*va
   for (char t : whole_tags) whole_[static_cast<unsigned char>(t)] = true;
 }
 
-Splitter::Result Splitter::next(std::span<const std::uint8_t> data) {
+Splitter::Result Splitter::next(std::span<const std::uint8_t> data, bool allow_run) {
   Result r;
   if (remaining_ > 0) {
     // Continue a streamed message: hand out whatever body bytes are here.
@@ -73,9 +73,21 @@ Splitter::Result Splitter::next(std::span<const std::uint8_t> data) {
     return r;
   }
   if (data.size() >= total) {
+    std::size_t end = total;
+    std::uint32_t messages = 1;
+    if (allow_run && tag == run_tag_) {
+      // Only complete, well-formed messages join the run; anything else is left for the
+      // next call, which reports it.
+      while (data.size() - end >= kHeader && static_cast<char>(data[end]) == tag) {
+        const std::uint32_t len = read_u32(data.data() + end + 1);
+        if (len < 4 || data.size() - end < std::size_t{len} + 1) break;
+        end += std::size_t{len} + 1;
+        ++messages;
+      }
+    }
     r.status = Status::piece;
-    r.consumed = total;
-    r.piece = Piece{Kind::whole, tag, length, data.first(total), true};
+    r.consumed = end;
+    r.piece = Piece{Kind::whole, tag, length, data.first(end), true, messages};
     return r;
   }
   // Stream it, once the first bytes are here: header plus the body bytes at hand. Waiting for

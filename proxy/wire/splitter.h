@@ -33,6 +33,9 @@ class Splitter {
     std::uint32_t length = 0;  // the message's length field (body + 4)
     std::span<const std::uint8_t> bytes;
     bool last = true;  // this piece ends the message
+    // Whole pieces only: how many complete messages of `tag` are back to back in `bytes` (more
+    // than 1 only for the run tag, when next() was asked for runs).
+    std::uint32_t messages = 1;
   };
   struct Result {
     Status status = Status::need_more;
@@ -45,7 +48,10 @@ class Splitter {
   // (header included). `valid_tag`: optional filter; a tag it rejects is a protocol error.
   Splitter(std::string_view whole_tags, std::size_t max_whole, bool (*valid_tag)(char) = nullptr);
 
-  Result next(std::span<const std::uint8_t> data);
+  // `allow_run`: complete messages of the run tag that follow each other come back as one
+  // whole piece (a result set's DataRows: one piece per read instead of one per row).
+  Result next(std::span<const std::uint8_t> data, bool allow_run = false);
+  void set_run_tag(char tag) { run_tag_ = tag; }
 
   // After Status::error: what was wrong (kept out of Result, which is built per message).
   const std::string& error() const { return error_; }
@@ -59,6 +65,7 @@ class Splitter {
   std::size_t max_whole_;
   bool (*valid_tag_)(char);
   std::string error_;
+  char run_tag_ = 0;           // 0: no runs
   std::size_t remaining_ = 0;  // body bytes of the streamed message not yet returned
   char stream_tag_ = 0;
   std::uint32_t stream_length_ = 0;

@@ -34,6 +34,20 @@ TEST(ResponseTracker, SimpleQueryIsAnsweredUpToReadyForQuery) {
   EXPECT_EQ(t.guard_pending(), 0u);
 }
 
+// The pump reads a client's DataRows as one run only while next_sender() says they are the
+// client's: a guard count queued behind the client's Execute is never swallowed by a run.
+TEST(ResponseTracker, NextSenderFollowsTheAnswerInProgress) {
+  ResponseTracker t;
+  EXPECT_EQ(t.next_sender(), Sender::client);  // nothing pending: notices and the like
+  t.sent('E');
+  t.sent('E', Sender::injected, 1);
+  EXPECT_EQ(t.next_sender(), Sender::client);
+  EXPECT_EQ(attribute(t, "DDC"), "ccC");
+  EXPECT_EQ(t.next_sender(), Sender::injected);
+  EXPECT_EQ(attribute(t, "DC"), "iI");
+  EXPECT_EQ(t.next_sender(), Sender::client);
+}
+
 TEST(ResponseTracker, ReadyPendingUntilEveryQuerySyncAndFunctionCallIsAnswered) {
   ResponseTracker t;
   EXPECT_FALSE(t.ready_pending());
