@@ -8,6 +8,7 @@
 # Environment:
 #   PGMOAT_BIN         pgmoat binary (default build/pgmoat, relative to the repository root)
 #   INSTR_TRANSACTIONS transactions counted per mode (default 3000)
+#   INSTR_ROWS         rows of the one large SELECT (default 100000)
 #   BENCH_KEEP=1       keep the temp dir (logs, configs, callgrind files)
 #   BENCH_TMPDIR       where to create the temp dir (default /tmp)
 #
@@ -15,18 +16,22 @@
 # pgbench -S -M prepared and -M simple with one client: the proxy runs under
 # `valgrind --tool=callgrind` twice, once for 200 transactions and once for 200 + N, and the
 # difference of the two totals divided by N is what one transaction costs (start-up, login and
-# shutdown cancel out). Kernel time (the socket system calls themselves) is not counted: the
+# shutdown cancel out). Likewise a SELECT of INSTR_ROWS rows against one of 1 row gives the cost
+# per row of a large result (psql). Kernel time (the socket system calls themselves) is not counted: the
 # CPU columns of bench/run.sh include it.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 N="${INSTR_TRANSACTIONS:-3000}"
+ROWS="${INSTR_ROWS:-100000}"
 BASE=200
 BENCH_SCRIPT=bench/instructions.sh
 # shellcheck source=bench/lib.sh
 source "$REPO/bench/lib.sh"
 bench_require pgbouncer
 require_positive_int INSTR_TRANSACTIONS "$N"
+require_positive_int INSTR_ROWS "$ROWS"
+((ROWS > 1)) || die "INSTR_ROWS must be at least 2"
 command -v valgrind >/dev/null || die "valgrind not installed (apt-get install valgrind)"
 command -v callgrind_annotate >/dev/null || die "callgrind_annotate not found (package valgrind)"
 
@@ -53,7 +58,8 @@ forget_started() {
   NAMES=("${kept_names[@]}")
 }
 
-# Total instructions of one proxy process that served `count` transactions, then exited.
+# Total instructions of one proxy process that served `count` transactions (mode prepared or
+# simple), or one SELECT of `count` rows (mode rows), then exited.
 instructions() {  # target mode count
   local target=$1 mode=$2 count=$3 out="$TMP/callgrind.$1.$2.$3"
   RUN_UNDER="valgrind --tool=callgrind --callgrind-out-file=$out"
@@ -64,9 +70,15 @@ instructions() {  # target mode count
     STARTED_PID=$BOUNCER_PID
   fi
   RUN_UNDER=
-  "$PGBENCH" -n -S -M "$mode" -c 1 -t "$count" -h 127.0.0.1 -p "$PROXY_PORT" -U postgres postgres \
-    >"$TMP/pgbench.$target.$mode.$count.log" 2>&1 ||
-    die "pgbench through $target failed (see $TMP/pgbench.$target.$mode.$count.log)"
+  if [[ "$mode" == rows ]]; then
+    "$PSQL" -X -q -o /dev/null -h 127.0.0.1 -p "$PROXY_PORT" -U postgres postgres \
+      -c "SELECT g, 'row' FROM generate_series(1, $count) g" >"$TMP/psql.$target.$count.log" 2>&1 ||
+      die "psql through $target failed (see $TMP/psql.$target.$count.log)"
+  else
+    "$PGBENCH" -n -S -M "$mode" -c 1 -t "$count" -h 127.0.0.1 -p "$PROXY_PORT" -U postgres postgres \
+      >"$TMP/pgbench.$target.$mode.$count.log" 2>&1 ||
+      die "pgbench through $target failed (see $TMP/pgbench.$target.$mode.$count.log)"
+  fi
   kill -INT "$STARTED_PID"
   wait "$STARTED_PID" 2>/dev/null || true
   forget_started
@@ -75,13 +87,21 @@ instructions() {  # target mode count
 }
 
 declare -A PER_TX
-for mode in prepared simple; do
+for mode in prepared simple rows; do
   for target in pgmoat pgbouncer; do
-    log "$target, -M $mode: $BASE and $((BASE + N)) transactions under callgrind"
-    small=$(instructions "$target" "$mode" "$BASE")
-    large=$(instructions "$target" "$mode" $((BASE + N)))
+    if [[ "$mode" == rows ]]; then
+      log "$target: SELECTs of 1 and $ROWS rows under callgrind"
+      small=$(instructions "$target" rows 1)
+      large=$(instructions "$target" rows "$ROWS")
+      per=$((ROWS - 1))
+    else
+      log "$target, -M $mode: $BASE and $((BASE + N)) transactions under callgrind"
+      small=$(instructions "$target" "$mode" "$BASE")
+      large=$(instructions "$target" "$mode" $((BASE + N)))
+      per=$N
+    fi
     [[ -n "$small" && -n "$large" ]] || die "could not read callgrind totals for $target"
-    PER_TX[$target.$mode]=$(((large - small) / N))
+    PER_TX[$target.$mode]=$(((large - small) / per))
   done
 done
 
@@ -90,8 +110,9 @@ echo "pgmoat $PGMOAT_BIN (sha256 $(sha256sum "$PGMOAT_BIN" | cut -c1-12);" \
   "checkout $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')), default policy, audit on;" \
   "$(pgbouncer --version | head -1) (session pool)"
 echo "user-space instructions per transaction, pgbench -S, 1 client, $N transactions (callgrind)"
+echo "(row: per row of one SELECT of $ROWS rows, psql)"
 printf '%-10s %10s %10s %18s\n' mode pgmoat pgbouncer pgmoat/pgbouncer
-for mode in prepared simple; do
+for mode in prepared simple rows; do
   m=${PER_TX[pgmoat.$mode]} b=${PER_TX[pgbouncer.$mode]}
   printf '%-10s %10d %10d %18s\n' "$mode" "$m" "$b" "$(awk -v m="$m" -v b="$b" 'BEGIN { printf "%.2f", m / b }')"
 done

@@ -76,7 +76,7 @@ if [[ "${PGMOAT_SKIP_BENCH:-0}" != "1" && -x bench/run.sh ]]; then
     { tail -30 "$LOGS/bench.log"; fail "benchmark smoke run"; }
   tail -30 "$LOGS/bench.log"
   step "instruction-count smoke run (INSTR_TRANSACTIONS=300 bench/instructions.sh)"
-  INSTR_TRANSACTIONS=300 PGMOAT_BIN="$REPO/build/pgmoat" bash bench/instructions.sh \
+  INSTR_TRANSACTIONS=300 INSTR_ROWS=1000 PGMOAT_BIN="$REPO/build/pgmoat" bash bench/instructions.sh \
     >"$LOGS/instructions.log" 2>&1 ||
     { tail -30 "$LOGS/instructions.log"; fail "instruction-count smoke run"; }
   tail -5 "$LOGS/instructions.log"
