@@ -639,10 +639,11 @@ asio::awaitable<void> Session::client_to_server() {
 
 asio::awaitable<void> Session::server_to_client() {
   wire::Splitter splitter("ZCEs", kMaxServerWhole, nullptr);
-  // Consecutive DataRows of a client's answer pass as one piece: the tracker, the gate and
-  // the outbox see a result set once per read, not once per row. Answers to the guard are
-  // read message by message.
-  splitter.set_run_tag(wire::be::kDataRow);
+  // Consecutive DataRows (or COPY TO STDOUT's CopyData: pg_dump) of a client's answer pass
+  // as one piece: the tracker, the gate and the outbox see them once per read, not once per
+  // row. Answers to the guard are read message by message.
+  static constexpr char kRunTags[] = {wire::be::kDataRow, wire::be::kCopyData};
+  splitter.set_run_tags(std::string_view(kRunTags, sizeof kRunTags));
   Outbox out;
   for (;;) {
     auto r = splitter.next(server_in_.readable(), tracker_.next_sender() == Sender::client);

@@ -75,7 +75,7 @@ Splitter::Result Splitter::next(std::span<const std::uint8_t> data, bool allow_r
   if (data.size() >= total) {
     std::size_t end = total;
     std::uint32_t messages = 1;
-    if (allow_run && tag == run_tag_) {
+    if (allow_run && run_[static_cast<unsigned char>(tag)]) {
       // Only complete, well-formed messages join the run; anything else is left for the
       // next call, which reports it.
       while (data.size() - end >= kHeader && static_cast<char>(data[end]) == tag) {

@@ -34,7 +34,7 @@ class Splitter {
     std::span<const std::uint8_t> bytes;
     bool last = true;  // this piece ends the message
     // Whole pieces only: how many complete messages of `tag` are back to back in `bytes` (more
-    // than 1 only for the run tag, when next() was asked for runs).
+    // than 1 only for a run tag, when next() was asked for runs).
     std::uint32_t messages = 1;
   };
   struct Result {
@@ -48,10 +48,12 @@ class Splitter {
   // (header included). `valid_tag`: optional filter; a tag it rejects is a protocol error.
   Splitter(std::string_view whole_tags, std::size_t max_whole, bool (*valid_tag)(char) = nullptr);
 
-  // `allow_run`: complete messages of the run tag that follow each other come back as one
+  // `allow_run`: complete messages of one run tag that follow each other come back as one
   // whole piece (a result set's DataRows: one piece per read instead of one per row).
   Result next(std::span<const std::uint8_t> data, bool allow_run = false);
-  void set_run_tag(char tag) { run_tag_ = tag; }
+  void set_run_tags(std::string_view tags) {
+    for (char t : tags) run_[static_cast<unsigned char>(t)] = true;
+  }
 
   // After Status::error: what was wrong (kept out of Result, which is built per message).
   const std::string& error() const { return error_; }
@@ -65,8 +67,8 @@ class Splitter {
   std::size_t max_whole_;
   bool (*valid_tag_)(char);
   std::string error_;
-  char run_tag_ = 0;           // 0: no runs
-  std::size_t remaining_ = 0;  // body bytes of the streamed message not yet returned
+  std::array<bool, 256> run_{};  // run tags
+  std::size_t remaining_ = 0;    // body bytes of the streamed message not yet returned
   char stream_tag_ = 0;
   std::uint32_t stream_length_ = 0;
 };

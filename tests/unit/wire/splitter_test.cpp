@@ -164,7 +164,7 @@ TEST(Splitter, ConsecutiveRunTagMessagesComeOutAsOnePiece) {
   const std::string rows = tagged('D', "row1") + tagged('D', "row-2") + tagged('D', "");
   const std::string done = tagged('C', std::string("SELECT 3\0", 9));
   Splitter sp("ZCEs", 1 << 20, nullptr);
-  sp.set_run_tag('D');
+  sp.set_run_tags("D");
   auto pieces = run_pieces(sp, rows + done + tagged('D', "after"), true);
   ASSERT_EQ(pieces.size(), 3u);
   EXPECT_EQ(pieces[0].first, 3u);
@@ -174,20 +174,33 @@ TEST(Splitter, ConsecutiveRunTagMessagesComeOutAsOnePiece) {
   EXPECT_EQ(pieces[2].second, tagged('D', "after"));
 }
 
+TEST(Splitter, EachRunHoldsOneTag) {
+  const std::string rows = tagged('D', "a") + tagged('D', "b");
+  const std::string copy = tagged('d', "1\n") + tagged('d', "2\n") + tagged('d', "3\n");
+  Splitter sp("ZCEs", 1 << 20, nullptr);
+  sp.set_run_tags("Dd");
+  auto pieces = run_pieces(sp, rows + copy + rows, true);
+  ASSERT_EQ(pieces.size(), 3u);
+  EXPECT_EQ(pieces[0].first, 2u);
+  EXPECT_EQ(pieces[1].first, 3u);
+  EXPECT_EQ(pieces[1].second, copy);
+  EXPECT_EQ(pieces[2].first, 2u);
+}
+
 TEST(Splitter, RunsOnlyWhenAskedAndOnlyForTheRunTag) {
   const std::string rows = tagged('D', "a") + tagged('D', "b");
   Splitter sp("ZCEs", 1 << 20, nullptr);
-  sp.set_run_tag('D');
+  sp.set_run_tags("D");
   EXPECT_EQ(run_pieces(sp, rows, false).size(), 2u);
   Splitter other("ZCEs", 1 << 20, nullptr);
-  other.set_run_tag('d');
+  other.set_run_tags("d");
   EXPECT_EQ(run_pieces(other, rows, true).size(), 2u);
 }
 
 TEST(Splitter, ARunStopsBeforeAnIncompleteOrMalformedMessage) {
   const std::string row = tagged('D', "row");
   Splitter sp("ZCEs", 1 << 20, nullptr);
-  sp.set_run_tag('D');
+  sp.set_run_tags("D");
   // The third row is cut short: the run holds two, the rest waits for more bytes.
   const std::string cut = row + row + row.substr(0, row.size() - 1);
   auto pieces = run_pieces(sp, cut, true);
@@ -198,7 +211,7 @@ TEST(Splitter, ARunStopsBeforeAnIncompleteOrMalformedMessage) {
   bad += 'D';
   put_u32(bad, 2);
   Splitter sp2("ZCEs", 1 << 20, nullptr);
-  sp2.set_run_tag('D');
+  sp2.set_run_tags("D");
   std::vector<std::uint8_t> buf(bad.begin(), bad.end());
   auto r = sp2.next(buf, true);
   ASSERT_EQ(r.status, Splitter::Status::piece);
