@@ -1,22 +1,36 @@
 #include "parser/literal_template.h"
 
 #include <array>
+#include <cstdint>
 
 namespace pgmoat::parser {
 namespace {
 
+// Character classes by table: the scan looks at every byte of every SELECT text that has a
+// number in it.
+enum : std::uint8_t { kDigit = 1, kSpace = 2, kIdentStart = 4 };
+constexpr std::array<std::uint8_t, 256> kClass = [] {
+  std::array<std::uint8_t, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[static_cast<std::size_t>(c)] = kDigit;
+  for (char c : {' ', '\t', '\n', '\r', '\f', '\v'}) t[static_cast<unsigned char>(c)] = kSpace;
+  for (int c = 'a'; c <= 'z'; ++c) t[static_cast<std::size_t>(c)] = kIdentStart;
+  for (int c = 'A'; c <= 'Z'; ++c) t[static_cast<std::size_t>(c)] = kIdentStart;
+  t['_'] = kIdentStart;
+  for (std::size_t c = 0x80; c < 256; ++c) t[c] = kIdentStart;
+  return t;
+}();
+
 bool is_digit(char c) {
-  return c >= '0' && c <= '9';
+  return (kClass[static_cast<unsigned char>(c)] & kDigit) != 0;
 }
 bool is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+  return (kClass[static_cast<unsigned char>(c)] & kSpace) != 0;
 }
 bool is_ident_start(char c) {
-  const auto u = static_cast<unsigned char>(c);
-  return (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || u == '_' || u >= 0x80;
+  return (kClass[static_cast<unsigned char>(c)] & kIdentStart) != 0;
 }
 bool is_ident_char(char c) {
-  return is_ident_start(c) || is_digit(c);
+  return (kClass[static_cast<unsigned char>(c)] & (kIdentStart | kDigit)) != 0;
 }
 
 // End of the quoted text starting at sql[i] (a ' or "), past its closing quote; a doubled
