@@ -29,20 +29,6 @@ constexpr std::string_view kApprovalSetting = "pgmoat.approval";
 // transaction control and plain SETs are not (unless statements = "all").
 constexpr parser::ClassSet kReadOnly = parser::kReadOnlyClasses;
 
-// Case-insensitive: SQL folds unquoted names to lower case.
-bool contains_reserved_name(std::string_view sql) {
-  const std::string_view prefix = RowGuard::kNamePrefix;
-  if (sql.size() < prefix.size()) return false;
-  for (std::size_t i = 0; i + prefix.size() <= sql.size(); ++i) {
-    std::size_t k = 0;
-    while (k < prefix.size() && std::tolower(static_cast<unsigned char>(sql[i + k])) == prefix[k]) {
-      ++k;
-    }
-    if (k == prefix.size()) return true;
-  }
-  return false;
-}
-
 std::int64_t unix_now() {
   return static_cast<std::int64_t>(std::time(nullptr));
 }
@@ -132,6 +118,14 @@ bool starts_with_word(std::string_view text, std::string_view word) {
     if (std::tolower(static_cast<unsigned char>(text[i])) != word[i]) return false;
   }
   return true;
+}
+
+// Case-insensitive: does `text` contain `word` (lower-case) anywhere?
+bool contains_word(std::string_view text, std::string_view word) {
+  for (std::size_t i = 0; i + word.size() <= text.size(); ++i) {
+    if (starts_with_word(text.substr(i), word)) return true;
+  }
+  return false;
 }
 
 const char* kApprovalHint =
@@ -340,9 +334,7 @@ std::optional<StatementGate::Verdict> StatementGate::handle_approval(
     // set_config('pgmoat.approval', ...) would carry the token to the server and its logs.
     for (const auto& f : st.functions) {
       if (f != "set_config") continue;
-      std::string lowered(st.text);
-      for (auto& ch : lowered) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      if (lowered.find("pgmoat.approval") != std::string::npos) {
+      if (contains_word(st.text, kApprovalSetting)) {
         return refuse(
             {"42501", "pgmoat: set_config cannot carry an approval token; use SET pgmoat.approval",
              "set_config would send the token to the server and its logs.",
@@ -460,7 +452,7 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide(
   for (const auto& st : c->statements) {
     if (auto v = refuse_reserved(st.prepared_name, parse, false)) co_return std::move(*v);
   }
-  if (!c->ok && contains_reserved_name(sql)) {
+  if (!c->ok && contains_word(sql, RowGuard::kNamePrefix)) {
     co_return *refuse_reserved(RowGuard::kNamePrefix, parse, false);
   }
   if (auto v = handle_approval(*c, parse)) co_return std::move(*v);
