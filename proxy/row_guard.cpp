@@ -100,9 +100,13 @@ std::vector<RowGuard::Send> RowGuard::start(Mode mode, std::shared_ptr<const Gua
   spec_ = std::move(spec);
   // A ReadyForQuery still to come may mark an idle point where the server reports (and so
   // zeroes) its counters: the baseline cannot be trusted past it.
-  if (ready_pending) baseline_valid_ = false;
+  if (ready_pending) baseline_valid_ = chain_valid_ = false;
   after_locked_ = large_catalog_;
-  before_locked_ = large_catalog_ && baseline_valid_ && mode != Mode::simple_idle;
+  // pgmoat's own BEGIN starts a new transaction: never chained.
+  before_chained_ = chain_valid_ && !after_locked_ && mode != Mode::simple_idle;
+  chain_valid_ = false;  // set again when this statement passes
+  before_locked_ =
+      !before_chained_ && large_catalog_ && baseline_valid_ && mode != Mode::simple_idle;
   // Between simple Queries the counts end with their own Sync (an error in one then cannot
   // make the server skip the client's query); inside the client's extended-protocol batch
   // they must not, or they would end its implicit transaction.
@@ -114,7 +118,13 @@ std::vector<RowGuard::Send> RowGuard::start(Mode mode, std::shared_ptr<const Gua
     // include earlier transactions. So count before as well as after.
     out.push_back({wire::build_query("BEGIN"), Sender::injected, kBegin});
   }
-  out.push_back({count_messages(sync, before_locked_), Sender::injected, kBefore});
+  if (before_chained_) {
+    before_ = chain_;
+    before_transaction_ = chain_transaction_;
+    before_read_ = true;
+  } else {
+    out.push_back({count_messages(sync, before_locked_), Sender::injected, kBefore});
+  }
   out.push_back({std::string(client_message), Sender::guarded, 0});
   std::string after = count_messages(sync, after_locked_);
   // Without a Sync the server keeps its answers buffered until a Flush; the client's own
@@ -283,6 +293,12 @@ RowGuard::Result RowGuard::judge() {
   // RETURNING rows are the statement's own only when the query string has one statement.
   rows_ = std::max({total, tag_rows_, spec_->single_statement ? returned_rows_ : 0});
   if (rows_ > spec_->max_rows && spec_->enforce) return Result::over;
+  // A full after count in the client's transaction: the next statement's before count.
+  if (mode_ != Mode::simple_idle && !after_locked_) {
+    chain_ = after_;
+    chain_transaction_ = after_transaction_;
+    chain_valid_ = true;
+  }
   return Result::pass;
 }
 
@@ -346,7 +362,7 @@ void RowGuard::reset() {
   before_.clear();
   after_.clear();
   delta_.clear();
-  before_read_ = after_read_ = track_counts_off_ = false;
+  before_read_ = after_read_ = track_counts_off_ = before_chained_ = false;
   before_transaction_.clear();
   after_transaction_.clear();
   error_step_.reset();

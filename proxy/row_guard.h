@@ -31,7 +31,15 @@
 // ReadyForQuery other than 'T' (on_ready), or a statement that may end the transaction without
 // one (forget_baseline: transaction control, VACUUM in a pipeline, CALL ...; PREPARE
 // TRANSACTION even drops counters). Each count also reports its transaction's start time:
-// counts of different transactions are never compared (the statement is refused instead). The
+// counts of different transactions are never compared (the statement is refused instead).
+//
+// Counts chain: when a guarded statement passed, its after count (a full one) stands for the
+// next guarded statement's before count, as long as nothing that may change the counters ran
+// in between (forget_chain: the StatementGate counts every statement other than plain reads
+// and guarded ones) and the transaction cannot have ended (the baseline's conditions). pgbench's
+// TPC-B-like transaction, three UPDATEs with a SELECT between, then needs four counts, not six.
+// A wrong chain could only overcount (counters never fall within a transaction; TRUNCATE, which
+// lowers them, breaks the chain), so it can refuse too much, never let too much through. The
 // client's answers are held until the verdict: at most max_rows RETURNING rows for a single
 // statement, and at most kMaxHeldBytes for a query string.
 #pragma once
@@ -111,11 +119,16 @@ class RowGuard {
   void forget_statement() { full_ready_ = locked_ready_ = false; }
   // Every ReadyForQuery from the server, whoever it answers.
   void on_ready(char status) {
-    if (status != 'T') baseline_valid_ = false;
+    if (status != 'T') baseline_valid_ = chain_valid_ = false;
   }
   // The client sent a statement that may end the transaction (StatementGate::
   // may_end_transaction).
-  void forget_baseline() { baseline_valid_ = false; }
+  void forget_baseline() { baseline_valid_ = chain_valid_ = false; }
+  // The client sent something other than a plain read or a guarded statement since the last
+  // count (StatementGate::may_change_counts): the next statement counts before it runs.
+  void forget_chain() { chain_valid_ = false; }
+  // The last start() took its before count from the previous statement's after count.
+  bool chained() const { return before_chained_; }
   // The next statement's after count reads only locked tables (the catalog is large).
   bool counts_locked_tables() const { return large_catalog_; }
   // True from start() until decide().
@@ -172,6 +185,12 @@ class RowGuard {
   bool large_catalog_ = false;  // from the last count: pg_class is large
   bool before_locked_ = false;  // this statement's counts read locked tables only
   bool after_locked_ = false;
+  bool before_chained_ = false;  // this statement's before count is chain_
+  // The after count of the last statement that passed, while it can stand for the next
+  // statement's before count.
+  Counts chain_;
+  std::string chain_transaction_;
+  bool chain_valid_ = false;
   Counts baseline_;  // every table's counters, from a full before count in this transaction
   bool baseline_valid_ = false;
   // Which transaction each count ran in (its start time, from the count's first row).

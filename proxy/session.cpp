@@ -810,6 +810,10 @@ asio::awaitable<bool> Session::run_guard(std::shared_ptr<const GuardSpec> spec, 
     enders_seen_ = gate_.may_end_transaction();
     guard_.forget_baseline();
   }
+  if (gate_.may_change_counts() != changers_seen_) {
+    changers_seen_ = gate_.may_change_counts();
+    guard_.forget_chain();
+  }
   auto sends = guard_.start(mode, std::move(spec), text, tracker_.ready_pending());
   if (!co_await send_tracked(std::move(sends))) co_return false;
   while (guard_.counting() && !closed_) co_await wait_guard_signal();

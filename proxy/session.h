@@ -91,6 +91,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::vector<RowGuard::Send> guard_final_;  // left by guard_decide() for the client pump
   std::uint64_t discards_seen_ = 0;          // gate_.statements_discarded() at the last guard
   std::uint64_t enders_seen_ = 0;            // gate_.may_end_transaction() at the last guard
+  std::uint64_t changers_seen_ = 0;          // gate_.may_change_counts() at the last guard
   bool extended_open_ = false;      // extended-protocol messages forwarded since the last Sync
   ResponseTracker::Answer answer_;  // of the server message being read
   std::string guard_message_;       // a guard answer being assembled from pieces

@@ -44,6 +44,21 @@ bool may_end_a_transaction(const parser::Classification& c) {
   return !c.ok || (c.all_classes() & ~kWithinTransaction) != 0;
 }
 
+// Plain reads and SETs that call no function: they cannot change the row counters the row
+// guard reads (a view that calls a writing function could; the guard then overcounts).
+bool leaves_counts(const parser::Classification& c) {
+  if (!c.ok) return false;
+  constexpr parser::ClassSet kLeaves =
+      parser::bit(StatementClass::select) | parser::bit(StatementClass::set);
+  for (const auto& st : c.statements) {
+    if ((st.classes & ~kLeaves) != 0 || !st.functions.empty() || st.opaque ||
+        !st.prepared_name.empty()) {
+      return false;
+    }
+  }
+  return true;
+}
+
 std::string random_hex(std::size_t n) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   static const char* hex = "0123456789abcdef";
@@ -746,6 +761,7 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_query(std::string_view
   groups_.push_back(group);
   Verdict v = co_await decide(c, sql, nullptr);
   if (!v.refused) remember_prepares(*c);
+  if (!v.refused && !v.guard && !leaves_counts(*c)) ++may_change_counts_;
   if (!v.refused) {
     for (std::size_t i = 0; i < c->statements.size(); ++i) {
       Running r{next_statement_id_++, group, is_audited(c->statements[i]), {}, nullptr};
@@ -797,6 +813,7 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
   auto pit = portal ? portals_.find(*portal) : portals_.end();
   if (pit == portals_.end()) {
     ++may_end_transaction_;  // unknown
+    ++may_change_counts_;
     return plan;
   }
   if (auto git = portal_guards_.find(*portal); git != portal_guards_.end()) {
@@ -805,10 +822,12 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
   auto sit = statements_.find(pit->second);
   if (sit == statements_.end()) {
     ++may_end_transaction_;
+    ++may_change_counts_;
     return plan;
   }
   Prepared& prep = sit->second;
   if (may_end_a_transaction(*prep.classification)) ++may_end_transaction_;
+  if (!plan.guard && !leaves_counts(*prep.classification)) ++may_change_counts_;
   plan.drain = (flight_.since != 0 || flight_.failed) && commits(*prep.classification);
   if (!prep.audited || !services_->audit) return plan;
   // Each execution of a writing prepared statement is its own audited write.
@@ -919,6 +938,7 @@ void StatementGate::on_client_message(wire::Bytes message) {
       extended_group_ = 0;
       break;
     case wire::fe::kFunctionCall:
+      ++may_change_counts_;
       groups_.push_back(next_group_++);
       break;
     default:

@@ -107,6 +107,10 @@ class StatementGate {
   // guard's baseline belongs to. Transaction control does; so do VACUUM, CREATE INDEX
   // CONCURRENTLY and the like in an extended-protocol pipeline, and CALL or DO with COMMIT.
   std::uint64_t may_end_transaction() const { return may_end_transaction_; }
+  // How many statements other than plain reads (no function calls) and guarded ones the
+  // client has sent, FunctionCalls and unknown portals included: each may have changed the
+  // row counters, so the row guard cannot chain its counts across them.
+  std::uint64_t may_change_counts() const { return may_change_counts_; }
   // Over the limit but not enforced (log rule, monitor mode): recorded as would_refuse.
   void record_unenforced_over(const RowGuard& g);
 
@@ -195,6 +199,7 @@ class StatementGate {
   std::vector<std::shared_ptr<const audit::Event>> decided_;
   std::uint64_t discards_ = 0;
   std::uint64_t may_end_transaction_ = 0;
+  std::uint64_t may_change_counts_ = 0;
   std::string marker_prefix_;
   std::uint64_t next_marker_ = 1;
   std::unordered_map<std::string, Refusal> refusals_;

@@ -209,6 +209,40 @@ def test_limit_counts_per_statement_not_per_transaction(pg, moat, db):
     assert n(pg, t, db) == 0
 
 
+def test_counts_chain_across_reads_but_not_across_other_writes(pg, moat):
+    """Within a transaction the guard takes a statement's before count from the previous
+    guarded statement's after count when only plain reads ran in between: a cascade is still
+    seen. A statement that may change rows unguarded (here a function called from SELECT, over
+    the simple and the extended protocol) breaks the chain; chained across it, the next UPDATE
+    would be charged for the function's 80 rows too and refused."""
+    st, _ = stations(pg, "rg_chain")
+    t, other = table(pg, "rg_chain_t", 300), table(pg, "rg_chain_other", 300)
+    with pg.admin() as c:
+        c.execute(f"CREATE OR REPLACE FUNCTION rg_chain_bulk() RETURNS int LANGUAGE sql AS "
+                  f"$$UPDATE {other} SET v = v + 1 WHERE id <= 80 RETURNING 1$$")
+        c.execute("GRANT EXECUTE ON FUNCTION rg_chain_bulk() TO PUBLIC")
+    with moat.endpoint.connect(autocommit=False) as conn:
+        conn.execute(f"UPDATE {t} SET v = 1 WHERE id <= 10")
+        conn.execute(f"SELECT count(*) FROM {t}")
+        with pytest.raises(pgerr.InsufficientPrivilege) as ei:
+            conn.execute(f"DELETE FROM {st} WHERE id = 1")  # cascades to 2,857 measurements
+        assert "It touched 2858 rows" in ei.value.diag.message_detail
+        conn.rollback()
+        for prepare in (False, True):
+            conn.execute(f"UPDATE {t} SET v = 2 WHERE id <= 60")
+            conn.execute("SELECT rg_chain_bulk()", prepare=prepare)
+            conn.execute(f"UPDATE {t} SET v = 3 WHERE id > 240")  # 60 rows: within the limit
+            conn.commit()
+    # The same over the simple protocol: psql sends each statement as its own Query.
+    r = mu.psql_script(moat.endpoint, f"BEGIN;\nUPDATE {t} SET v = 4 WHERE id <= 60;\n"
+                                      f"SELECT rg_chain_bulk();\nUPDATE {t} SET v = 5 WHERE id > 240;\n"
+                                      f"COMMIT;\n")
+    assert r.returncode == 0 and "ERROR" not in r.stderr, r.stderr
+    assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE v = 5", "postgres") == 60
+    assert mu.count(pg, f"SELECT count(*) FROM {other} WHERE v = 3", "postgres") == 80
+    assert n(pg, st) == 7
+
+
 def test_returning_under_and_over(pg, moat):
     t = table(pg, "rg_ret", 500)
     with moat.endpoint.connect() as conn:

@@ -340,16 +340,118 @@ Result run_update(RowGuard& g, const Tables& before, const Tables& after, std::i
   return g.decide();
 }
 
+// A guarded UPDATE whose before count is the previous statement's after count.
+Result run_chained_update(RowGuard& g, const Tables& after, std::int64_t tag_rows,
+                          const char* transaction = kTransaction) {
+  g.on_message(Sender::guarded, 0, complete("UPDATE " + std::to_string(tag_rows)));
+  g.on_message(Sender::guarded, 0, wire::ready_for_query('T'));
+  count(g, RowGuard::kAfter, after, kSmallCatalog, transaction);
+  return g.decide();
+}
+
 TEST(RowGuard, ASmallCatalogIsCountedInFullBeforeAndAfter) {
   RowGuard g("g");
   for (int i = 0; i < 3; ++i) {
+    g.forget_chain();  // something else ran in between
     auto sends =
         g.start(RowGuard::Mode::simple_block, spec(10), wire::build_query("UPDATE"), false);
+    ASSERT_EQ(sends.size(), 3u);
     EXPECT_TRUE(runs_full(sends[0]) && runs_full(sends[2]));
     EXPECT_FALSE(runs_locked(sends[0]) || runs_locked(sends[2]));
     EXPECT_EQ(run_update(g, {}, {{"public.t", 0, 1}}, 1, kSmallCatalog), Result::pass);
   }
   EXPECT_FALSE(g.counts_locked_tables());
+}
+
+TEST(RowGuard, ConsecutiveStatementsChainTheirCounts) {
+  RowGuard g("g");
+  // public.old holds 50 unreported updates of earlier transactions.
+  auto sends = g.start(RowGuard::Mode::simple_block, spec(10), wire::build_query("U1"), false);
+  ASSERT_EQ(sends.size(), 3u);
+  EXPECT_FALSE(g.chained());
+  ASSERT_EQ(run_update(g, {{"public.old", 0, 50}}, {{"public.old", 0, 50}, {"public.a", 0, 1}}, 1,
+                       kSmallCatalog),
+            Result::pass);
+  // The next statement sends only itself and its after count: U1's after count stands before.
+  sends = g.start(RowGuard::Mode::simple_block, spec(10), wire::build_query("U2"), false);
+  ASSERT_EQ(sends.size(), 2u);
+  EXPECT_TRUE(g.chained());
+  EXPECT_EQ(sends[0].sender, Sender::guarded);
+  EXPECT_TRUE(runs_full(sends[1]));
+  EXPECT_EQ(
+      run_chained_update(g, {{"public.old", 0, 50}, {"public.a", 0, 1}, {"public.b", 0, 3}}, 3),
+      Result::pass);
+  EXPECT_EQ(g.rows(), 3);
+  EXPECT_EQ(g.breakdown(), "public.b 3 updated");
+  // A cascade the statement's own row count does not show is still seen through the chain.
+  sends = g.start(RowGuard::Mode::extended, spec(10), wire::build_execute(""), false);
+  ASSERT_EQ(sends.size(), 2u);
+  EXPECT_EQ(
+      run_chained_update(
+          g, {{"public.old", 0, 50}, {"public.a", 0, 1}, {"public.b", 0, 3}, {"public.c", 40, 0}},
+          1),
+      Result::over);
+  EXPECT_EQ(g.rows(), 40);
+  // A refused statement aborts the transaction: the next one counts before it runs.
+  sends = g.start(RowGuard::Mode::simple_block, spec(10), wire::build_query("U4"), false);
+  EXPECT_EQ(sends.size(), 3u);
+  EXPECT_FALSE(g.chained());
+}
+
+TEST(RowGuard, TheChainBreaksWhereCountersMayHaveChangedOrTheTransactionEnded) {
+  RowGuard g("g");
+  auto pass = [&] {
+    g.start(RowGuard::Mode::simple_block, spec(10), wire::build_query("U"), false);
+    if (g.chained()) return run_chained_update(g, {{"public.t", 0, 1}}, 1);
+    return run_update(g, {}, {{"public.t", 0, 1}}, 1, kSmallCatalog);
+  };
+  auto next_is_chained = [&](bool ready_pending = false) {
+    g.start(RowGuard::Mode::simple_block, spec(10), wire::build_query("U"), ready_pending);
+    const bool chained = g.chained();
+    if (chained) {
+      EXPECT_EQ(run_chained_update(g, {{"public.t", 0, 1}}, 1), Result::pass);
+    } else {
+      EXPECT_EQ(run_update(g, {}, {{"public.t", 0, 1}}, 1, kSmallCatalog), Result::pass);
+    }
+    return chained;
+  };
+  ASSERT_EQ(pass(), Result::pass);
+  EXPECT_TRUE(next_is_chained());
+  g.on_ready('T');
+  EXPECT_TRUE(next_is_chained());
+  g.forget_chain();  // an INSERT, a SELECT calling a function, COPY, ... ran in between
+  EXPECT_FALSE(next_is_chained());
+  g.on_ready('I');
+  EXPECT_FALSE(next_is_chained());
+  g.on_ready('E');
+  EXPECT_FALSE(next_is_chained());
+  g.forget_baseline();  // transaction control
+  EXPECT_FALSE(next_is_chained());
+  EXPECT_FALSE(next_is_chained(true));  // a ReadyForQuery is still on its way
+  EXPECT_TRUE(next_is_chained());
+  // A statement whose own error ends it, or whose count failed, leaves no chain.
+  g.start(RowGuard::Mode::simple_block, spec(10), wire::build_query("U"), false);
+  ASSERT_TRUE(g.chained());
+  g.on_message(Sender::guarded, 0, wire::error_response("ERROR", "23505", "duplicate"));
+  g.on_message(Sender::guarded, 0, wire::ready_for_query('E'));
+  g.on_message(Sender::injected, RowGuard::kAfter,
+               wire::error_response("ERROR", "25P02", "aborted"));
+  EXPECT_EQ(g.decide(), Result::client_failed);
+  EXPECT_FALSE(next_is_chained());
+  // pgmoat's own BEGIN ... COMMIT never chains, and leaves no chain.
+  auto sends = g.start(RowGuard::Mode::simple_idle, spec(10), wire::build_query("U"), false);
+  EXPECT_EQ(sends.size(), 4u);
+  EXPECT_FALSE(g.chained());
+}
+
+TEST(RowGuard, AChainOfAnotherTransactionIsRefused) {
+  RowGuard g("g");
+  g.start(RowGuard::Mode::extended, spec(10), wire::build_execute(""), false);
+  ASSERT_EQ(run_update(g, {}, {{"public.t", 0, 1}}, 1, kSmallCatalog, "1.0"), Result::pass);
+  g.start(RowGuard::Mode::extended, spec(10), wire::build_execute(""), false);
+  ASSERT_TRUE(g.chained());
+  EXPECT_EQ(run_chained_update(g, {{"public.t", 0, 1}}, 1, "2.0"), Result::count_failed);
+  EXPECT_EQ(g.count_error(), "the transaction changed between the row counts");
 }
 
 TEST(RowGuard, ALargeCatalogCountsLockedTablesOnTopOfTheTransactionsBaseline) {
