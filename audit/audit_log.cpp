@@ -202,10 +202,11 @@ std::uint64_t AuditLog::append_deferred(std::string record) {
       ++stats_.failed;
       return ticket;
     }
-    // The writer is woken once per batch of deferred records (to set its lazy_sync timer),
-    // or when enough have piled up, not for each one.
+    // The writer is not woken for a deferred record (it looks at least every half lazy_sync
+    // and then waits until the first one is due), only when enough have piled up: a
+    // transaction's records cost no handoff until its COMMIT asks for them.
     if (queue_.empty()) queued_since_ = std::chrono::steady_clock::now();
-    wake = queue_.empty() || queue_.size() + 1 >= kDeferredWake;
+    wake = queue_.size() + 1 >= kDeferredWake || options_.lazy_sync.count() <= 0;
     queue_.push_back(Pending{std::move(record), {}, ticket});
   }
   if (wake) cv_.notify_one();
@@ -331,7 +332,8 @@ void AuditLog::wait_for_work(std::unique_lock<std::mutex>& lk) {
       due = due ? std::min(*due, q) : q;
     }
     if (!due) {
-      cv_.wait(lk);
+      // Deferred records do not wake the writer: look again well before one could be due.
+      cv_.wait_for(lk, std::max(options_.lazy_sync / 2, std::chrono::milliseconds(1)));
     } else if (std::chrono::steady_clock::now() >= *due ||
                cv_.wait_until(lk, *due) == std::cv_status::timeout) {
       return;
