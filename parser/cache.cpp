@@ -4,10 +4,13 @@
 // texts cost no insert, no eviction, and push nothing useful out.
 //
 // A miss whose text has numeric literals is looked up by its template (parser/
-// literal_template.h) first. The template's own classification, cached under the template
-// text, stands for the statement only when it is one plain SELECT: reads, no function
-// calls. Numbers cannot change what such a statement is, whatever their values, and only
-// numbers differ between the two texts. Anything else (a DELETE whose WHERE may be 1=1, a
+// literal_template.h) first. The template's own classification, cached under the template's
+// key, stands for the statement when it is one statement that reads or changes rows (SELECT,
+// INSERT, UPDATE, DELETE, MERGE), calls no function and hides nothing, and no number could
+// make one of its WHERE clauses constant-true (`WHERE id = $1` cannot be, `WHERE $1 = $2`
+// could: classify_template() says). Then numbers cannot change what the statement is,
+// whatever their values, and only numbers differ between the two texts; its shape digest is
+// computed as the numbers would have it. Anything else (a DELETE whose WHERE may be 1=1, a
 // call whose argument names a setting) is parsed from its own text.
 #include <array>
 #include <atomic>
@@ -54,29 +57,43 @@ struct Shard {
   std::array<std::uint32_t, kDoorkeeperSlots> seen{};
 };
 
-// What a template's classification may stand for: exactly one statement, a read with no
-// function call, nothing opaque.
-bool plain_select(const Classification& c) {
+constexpr ClassSet kRowClasses =
+    bit(StatementClass::select) | bit(StatementClass::insert) | bit(StatementClass::update) |
+    bit(StatementClass::update_without_where) | bit(StatementClass::delete_) |
+    bit(StatementClass::delete_without_where) | bit(StatementClass::merge);
+
+// What a template's classification may stand for: exactly one statement that reads or
+// changes rows, with no function call and nothing opaque. (A template whose WHERE depends on
+// its numbers is cached as not ok.)
+bool usable_template(const Classification& c) {
   if (!c.ok || c.statements.size() != 1) return false;
   const Statement& st = c.statements.front();
-  return st.classes == bit(StatementClass::select) && st.functions.empty() && !st.opaque &&
-         st.set_name.empty() && st.prepared_name.empty() && st.object_type.empty();
+  return st.classes != 0 && (st.classes & ~kRowClasses) == 0 && st.functions.empty() &&
+         !st.opaque && st.set_name.empty() && st.prepared_name.empty() && st.object_type.empty();
 }
 
-// Only a text that starts with SELECT can be a plain SELECT: anything else skips the
-// template scan and lookup (DML with inline literals would only pay for them).
-bool starts_with_select(std::string_view sql) {
+// Only a text that starts with SELECT, INSERT, UPDATE, DELETE or MERGE can have a usable
+// template: anything else skips the template scan and lookup.
+bool may_have_template(std::string_view sql) {
   std::size_t i = 0;
   while (i < sql.size() && (sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\n' || sql[i] == '\r')) {
     ++i;
   }
-  constexpr std::string_view kSelect = "select";
-  if (sql.size() - i <= kSelect.size()) return false;
-  for (std::size_t k = 0; k < kSelect.size(); ++k) {
-    if ((sql[i + k] | 0x20) != kSelect[k]) return false;
+  char word[7] = {};
+  std::size_t n = 0;
+  while (i + n < sql.size() && n < 6 &&
+         ((sql[i + n] | 0x20) >= 'a' && (sql[i + n] | 0x20) <= 'z')) {
+    word[n] = static_cast<char>(sql[i + n] | 0x20);
+    ++n;
   }
-  const char next = sql[i + kSelect.size()];
-  return next == ' ' || next == '\t' || next == '\n' || next == '\r' || next == '(' || next == '*';
+  if (i + n >= sql.size()) return false;
+  const char next = sql[i + n];
+  if (!(next == ' ' || next == '\t' || next == '\n' || next == '\r' || next == '(' ||
+        next == '*')) {
+    return false;
+  }
+  const std::string_view w(word, n);
+  return w == "select" || w == "insert" || w == "update" || w == "delete" || w == "merge";
 }
 
 }  // namespace
@@ -100,14 +117,20 @@ std::shared_ptr<const Classification> ClassificationCache::get(std::string_view 
     impl_->hits.fetch_add(1, std::memory_order_relaxed);
     return hit;
   }
-  if (auto t = starts_with_select(sql) ? numeric_template(sql) : std::nullopt) {
-    const std::size_t th = std::hash<std::string_view>{}(t->text);
-    auto shared = lookup(t->text, th);
+  if (auto t = may_have_template(sql) ? numeric_template(sql) : std::nullopt) {
+    const std::size_t th = std::hash<std::string_view>{}(t->key);
+    auto shared = lookup(t->key, th);
     if (!shared) {
-      shared = insert(t->text, th, std::make_shared<const Classification>(classify(t->text)),
-                      /*admit_at_once=*/true);
+      bool depends = false;
+      auto c = std::make_shared<Classification>(classify_template(t->text(), depends));
+      if (depends) {
+        c->ok = false;  // never stands for a text: its numbers decide what it is
+        c->error = "template depends on its numbers";
+        c->statements.clear();
+      }
+      shared = insert(t->key, th, std::move(c), /*admit_at_once=*/true);
     }
-    if (plain_select(*shared)) {
+    if (usable_template(*shared)) {
       impl_->hits.fetch_add(1, std::memory_order_relaxed);
       auto own = std::make_shared<Classification>(*shared);
       own->statements.front().text = std::string(t->statement);

@@ -1,4 +1,5 @@
 #include "parser/classify.h"
+#include "parser/literal_template.h"
 
 #include <cstddef>
 #include <cstring>
@@ -121,7 +122,11 @@ void finish(Statement& st) {
 
 }  // namespace
 
-Classification classify(std::string_view sql) {
+namespace {
+
+// classify(), or classify_template() when `numbers` is set (then `*numbers` reports whether
+// numbers in place of the parameters could change the answer).
+Classification classify_text(std::string_view sql, bool* numbers) {
   Classification out;
   detail::ParsedSql parsed;
   const detail::ParseOutcome r = parsed.parse(sql);
@@ -141,7 +146,10 @@ Classification classify(std::string_view sql) {
     detail::Walker w(st, sql, 0);
     w.statement(*node, st.text);
     // Only statements audited by default pay for their shape.
-    if ((st.classes & ~kReadOnlyClasses) != 0) st.shape = detail::shape_digest(*node);
+    if ((st.classes & ~kReadOnlyClasses) != 0) {
+      st.shape = detail::shape_digest(*node, numbers != nullptr);
+    }
+    if (numbers != nullptr) *numbers = *numbers || w.where_depends_on_params();
     if (w.too_deep()) {
       // Fail closed: what we cannot walk we cannot judge.
       out.ok = false;
@@ -152,6 +160,17 @@ Classification classify(std::string_view sql) {
     finish(st);
   }
   return out;
+}
+
+}  // namespace
+
+Classification classify(std::string_view sql) {
+  return classify_text(sql, nullptr);
+}
+
+Classification classify_template(std::string_view template_text, bool& depends_on_numbers) {
+  depends_on_numbers = false;
+  return classify_text(template_text, &depends_on_numbers);
 }
 
 std::string normalize(std::string_view sql) {

@@ -27,8 +27,9 @@ std::string normalize(std::string_view sql);
 // `WHERE 1=1` and `WHERE 1=2` must not share an entry). A text is kept from the second time
 // it is seen: statements with literals written inline (pgbench -M simple, ORMs that do not
 // bind parameters) are each seen once, and keeping them would only evict useful entries.
-// The one exception: a single plain SELECT (no function call) whose text differs from an
-// earlier one only in numbers shares that one's parse (cache.cpp says why that is safe).
+// The one exception: a single SELECT, INSERT, UPDATE, DELETE or MERGE (no function call)
+// whose text differs from an earlier one only in numbers shares that one's parse, unless a
+// number could change what it is (`WHERE 1=1`); cache.cpp says why that is safe.
 class ClassificationCache {
  public:
   explicit ClassificationCache(std::size_t max_bytes = 64u << 20);

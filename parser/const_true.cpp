@@ -1,5 +1,11 @@
 // Constant folding of WHERE clauses: `DELETE FROM t WHERE 1=1` deletes every row, so it is
 // treated as a DELETE without WHERE. Anything not understood is "unknown" (a real condition).
+//
+// A parameter ($n) is unknown too, but of another kind: in a literal template (parser/
+// literal_template.h) it stands for a number, and some number might make the clause true.
+// Val::param marks such an unknown, and is_constant_true() reports it, so that a template's
+// answer is used only when no number could change it (`aid = $1` is unknown whatever $1 is:
+// the column already makes it so; `$1 = $2` is not, and neither is `NOT ($1 = $2 AND aid = 3)`).
 #include <charconv>
 #include <cstdlib>
 #include <optional>
@@ -11,6 +17,10 @@ namespace {
 
 struct Val {
   enum Kind : std::uint8_t { unknown, null, boolean, number, string } kind = unknown;
+  // For an unknown: it is unknown only because of parameters, so some values might make it
+  // known, true or false (false: a column, a function call ... leave it unknown, whatever
+  // the parameters are).
+  bool param = false;
   bool b = false;
   double num = 0;
   std::string str;
@@ -51,6 +61,15 @@ Val make_null() {
   Val v;
   v.kind = Val::null;
   return v;
+}
+Val param_unknown() {
+  Val v;
+  v.param = true;
+  return v;
+}
+// An unknown that no parameter value can make known.
+bool fixed_unknown(const Val& v) {
+  return v.kind == Val::unknown && !v.param;
 }
 
 Val eval(const Json& node, std::string_view source, int depth);
@@ -97,7 +116,7 @@ Val eval_a_expr(const Json& body, std::string_view source, int depth) {
     bool any = false;
     for (const auto& item : r->GetArray()) {
       const Val b = eval(item, source, depth + 1);
-      if (b.kind == Val::unknown) return {};
+      if (b.kind == Val::unknown) return b;
       if (b.kind == Val::null) continue;
       auto c = compare(a, b);
       if (!c) return {};
@@ -108,6 +127,7 @@ Val eval_a_expr(const Json& body, std::string_view source, int depth) {
   if (sv(*kind) != "AEXPR_OP" || r == nullptr) return {};
   if (l == nullptr) {  // prefix operator: -(1), +(1)
     Val v = eval(*r, source, depth + 1);
+    if (v.kind == Val::unknown) return v;
     if (v.kind != Val::number) return {};
     if (op == "-") v.num = -v.num;
     return op == "-" || op == "+" ? v : Val{};
@@ -124,7 +144,11 @@ Val eval_a_expr(const Json& body, std::string_view source, int depth) {
   }
   const Val a = eval(*l, source, depth + 1);
   const Val b = eval(*r, source, depth + 1);
-  if (a.kind == Val::unknown || b.kind == Val::unknown) return {};
+  if (a.kind == Val::unknown || b.kind == Val::unknown) {
+    // Unknown whatever the parameters are if either side is so; otherwise known values for
+    // the parameters might give any answer.
+    return fixed_unknown(a) || fixed_unknown(b) ? Val{} : param_unknown();
+  }
   if (a.kind == Val::null || b.kind == Val::null) return make_null();
   if (a.kind == Val::number && b.kind == Val::number &&
       (op == "+" || op == "-" || op == "*" || (op == "/" && b.num != 0))) {
@@ -146,10 +170,13 @@ Val eval_a_expr(const Json& body, std::string_view source, int depth) {
 }
 
 Val eval(const Json& node, std::string_view source, int depth) {
-  if (depth > 64) return {};
+  // Too deep to follow: a template (whose unary minus adds a level a number does not) cannot
+  // tell what its numbers would give.
+  if (depth > 64) return param_unknown();
   std::string_view type;
   const Json* body = unwrap_any(node, type);
   if (body == nullptr) return {};
+  if (type == "ParamRef") return param_unknown();
   if (type == "A_Const") {
     Val v;
     if (const Json* n = member(*body, "isnull"); n != nullptr && n->IsTrue()) return make_null();
@@ -180,12 +207,14 @@ Val eval(const Json& node, std::string_view source, int depth) {
     if (o == "NOT_EXPR") {
       if (args->Empty()) return {};
       const Val v = eval((*args)[0], source, depth + 1);
+      if (v.kind == Val::unknown) return v;
       auto b = to_bool(v);
       if (v.kind == Val::null) return v;
       return b ? make_bool(!*b) : Val{};
     }
     const bool is_and = o == "AND_EXPR";
     bool saw_unknown = false;
+    bool saw_param_unknown = false;  // an argument parameter values might make known
     bool saw_null = false;
     for (const auto& a : args->GetArray()) {
       const Val v = eval(a, source, depth + 1);
@@ -196,12 +225,15 @@ Val eval(const Json& node, std::string_view source, int depth) {
       auto b = to_bool(v);
       if (!b) {
         saw_unknown = true;
+        saw_param_unknown = saw_param_unknown || v.param;
         continue;
       }
       if (is_and && !*b) return make_bool(false);
       if (!is_and && *b) return make_bool(true);
     }
-    if (saw_unknown) return {};
+    // Numbers in place of the parameters might make an argument false (or true), and so the
+    // whole: under a NOT either answer matters.
+    if (saw_unknown) return saw_param_unknown ? param_unknown() : Val{};
     if (saw_null) return make_null();
     return make_bool(is_and);
   }
@@ -215,7 +247,7 @@ Val eval(const Json& node, std::string_view source, int depth) {
     const Json* last = unwrap_any((*names)[names->Size() - 1], t);
     const Json* tname = last ? member(*last, "sval") : nullptr;
     const Val v = eval(*arg, source, depth + 1);
-    if (v.kind == Val::null) return v;
+    if (v.kind == Val::null || v.kind == Val::unknown) return v;
     const std::string_view target = tname ? sv(*tname) : std::string_view{};
     if (target == "bool" || target == "boolean") {
       auto b = to_bool(v);
@@ -239,7 +271,7 @@ Val eval(const Json& node, std::string_view source, int depth) {
     const Json* t = member(*body, "nulltesttype");
     if (arg == nullptr || t == nullptr) return {};
     const Val v = eval(*arg, source, depth + 1);
-    if (v.kind == Val::unknown) return {};
+    if (v.kind == Val::unknown) return v;
     const bool is_null = v.kind == Val::null;
     return make_bool(sv(*t) == "IS_NULL" ? is_null : !is_null);
   }
@@ -248,7 +280,7 @@ Val eval(const Json& node, std::string_view source, int depth) {
     const Json* t = member(*body, "booltesttype");
     if (arg == nullptr || t == nullptr) return {};
     const Val v = eval(*arg, source, depth + 1);
-    if (v.kind == Val::unknown) return {};
+    if (v.kind == Val::unknown) return v;
     const std::string_view k = sv(*t);
     const bool is_null = v.kind == Val::null;
     auto b = to_bool(v);
@@ -303,8 +335,9 @@ std::string const_text(const Json& a_const_body, std::string_view source) {
   return {};
 }
 
-bool is_constant_true(const Json& expr, std::string_view source) {
+bool is_constant_true(const Json& expr, std::string_view source, bool* depends_on_params) {
   const Val v = eval(expr, source, 0);
+  if (depends_on_params != nullptr) *depends_on_params = v.kind == Val::unknown && v.param;
   // `WHERE 't'` is a boolean literal too; a bare number is an error in Postgres.
   auto b = to_bool(v);
   return v.kind != Val::number && b && *b;

@@ -41,9 +41,38 @@ void put_string(std::string& out, char tag, std::string_view s) {
 // Deeper trees are not cached (fingerprint() parses them itself): the recursion stays small.
 constexpr int kMaxShapeDepth = 256;
 
+// In a template: does this node body (of the member named `type`) stand for a number? A
+// ParamRef does, and so does `-` applied to one: PostgreSQL's grammar turns `-5` into the
+// constant -5 (doNegate), but `-$1` into an operator applied to the parameter.
+bool stands_for_number(std::string_view type, const rapidjson::Value& body, int depth) {
+  if (type == "ParamRef") return true;
+  if (depth > kMaxShapeDepth || type != "A_Expr" || !body.IsObject() || body.HasMember("lexpr"))
+    return false;
+  const auto kind = body.FindMember("kind");
+  const auto name = body.FindMember("name");
+  const auto rexpr = body.FindMember("rexpr");
+  if (kind == body.MemberEnd() || !kind->value.IsString() ||
+      std::string_view(kind->value.GetString()) != "AEXPR_OP" || name == body.MemberEnd() ||
+      !name->value.IsArray() || name->value.Size() != 1 || rexpr == body.MemberEnd() ||
+      !rexpr->value.IsObject() || rexpr->value.MemberCount() != 1) {
+    return false;
+  }
+  const rapidjson::Value& op = name->value[0];
+  const auto str = op.IsObject() ? op.FindMember("String") : op.MemberEnd();
+  if (!op.IsObject() || str == op.MemberEnd() || !str->value.IsObject()) return false;
+  const auto sval = str->value.FindMember("sval");
+  if (sval == str->value.MemberEnd() || !sval->value.IsString() ||
+      std::string_view(sval->value.GetString()) != "-") {
+    return false;
+  }
+  const auto& inner = *rexpr->value.MemberBegin();
+  return stands_for_number(std::string_view(inner.name.GetString(), inner.name.GetStringLength()),
+                           inner.value, depth + 1);
+}
+
 // An unambiguous serialisation of the tree without constants and locations: every string
 // is length-prefixed, so no two different trees serialise alike.
-bool put_shape(std::string& out, const rapidjson::Value& v, int depth) {
+bool put_shape(std::string& out, const rapidjson::Value& v, int depth, bool params_are_numbers) {
   if (depth > kMaxShapeDepth) return false;
   switch (v.GetType()) {
     case rapidjson::kObjectType:
@@ -51,11 +80,12 @@ bool put_shape(std::string& out, const rapidjson::Value& v, int depth) {
       for (const auto& m : v.GetObject()) {
         const std::string_view name(m.name.GetString(), m.name.GetStringLength());
         if (name == "location") continue;
-        put_string(out, 'k', name);
-        if (name == "A_Const") {
+        if (name == "A_Const" || (params_are_numbers && stands_for_number(name, m.value, 0))) {
+          put_string(out, 'k', "A_Const");
           out += "{}";  // libpg_query's fingerprint ignores the constant entirely
-        } else if (!put_shape(out, m.value, depth + 1)) {
-          return false;
+        } else {
+          put_string(out, 'k', name);
+          if (!put_shape(out, m.value, depth + 1, params_are_numbers)) return false;
         }
       }
       out += '}';
@@ -63,7 +93,7 @@ bool put_shape(std::string& out, const rapidjson::Value& v, int depth) {
     case rapidjson::kArrayType:
       out += '[';
       for (const auto& e : v.GetArray()) {
-        if (!put_shape(out, e, depth + 1)) return false;
+        if (!put_shape(out, e, depth + 1, params_are_numbers)) return false;
       }
       out += ']';
       break;
@@ -94,11 +124,11 @@ bool put_shape(std::string& out, const rapidjson::Value& v, int depth) {
 
 }  // namespace
 
-std::string shape_digest(const rapidjson::Value& stmt) {
+std::string shape_digest(const rapidjson::Value& stmt, bool params_are_numbers) {
   thread_local std::string buf;
   buf.clear();
   buf.reserve(4096);
-  const bool whole = put_shape(buf, stmt, 0);
+  const bool whole = put_shape(buf, stmt, 0, params_are_numbers);
   Sha256 md{};
   if (whole) md = sha256(buf);
   if (buf.capacity() > (1u << 20)) std::string().swap(buf);  // do not keep a huge one

@@ -136,9 +136,10 @@ std::string_view trim(std::string_view s) {
 std::optional<LiteralTemplate> numeric_template(std::string_view sql) {
   if (has_unfit_byte(sql)) return std::nullopt;
   LiteralTemplate out;
-  out.text.reserve(sql.size() + 8);
+  out.key.reserve(sql.size() + 9);
+  out.key += '\0';
   int params = 0;
-  std::size_t copied = 0;  // sql[0, copied) is in out.text already
+  std::size_t copied = 0;  // sql[0, copied) is in out.key already
   std::size_t semicolon = std::string_view::npos;
   std::size_t i = 0;
   while (i < sql.size()) {
@@ -168,15 +169,15 @@ std::optional<LiteralTemplate> numeric_template(std::string_view sql) {
       // A parameter takes a field selection after blanks or comments ("$1 .x"), a number
       // does not: "SELECT 1 .x" does not parse. ('[' never gets this far.)
       if (next_significant(sql, end) == '.') return std::nullopt;
-      out.text.append(sql.substr(copied, i - copied));
-      out.text += '$';
-      out.text += std::to_string(++params);
+      out.key.append(sql.substr(copied, i - copied));
+      out.key += '$';
+      out.key += std::to_string(++params);
       copied = end;
     }
     if (end == std::string_view::npos) return std::nullopt;  // unterminated quote or comment
     i = end;
   }
-  out.text.append(sql.substr(copied));
+  out.key.append(sql.substr(copied));
   if (params == 0) return std::nullopt;
   std::string_view stmt = sql;
   if (semicolon != std::string_view::npos) stmt = sql.substr(0, semicolon);

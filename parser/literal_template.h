@@ -8,10 +8,16 @@
 #include <string>
 #include <string_view>
 
+#include "parser/classification.h"
+
 namespace pgmoat::parser {
 
 struct LiteralTemplate {
-  std::string text;  // the input with $1, $2, ... in place of its numbers
+  // A NUL byte, then the input with $1, $2, ... in place of its numbers: the cache key of the
+  // template's classification, which no client text can equal (Query and Parse texts end at
+  // their first NUL).
+  std::string key;
+  std::string_view text() const { return std::string_view(key).substr(1); }
   // The input's one statement as classify() reports it: trimmed, without its final ';'.
   std::string_view statement;
 };
@@ -22,5 +28,11 @@ struct LiteralTemplate {
 // non-blank character, no unterminated quote or comment, and no number touching an identifier, a
 // quote or a dot (PostgreSQL 15 rejects "123abc").
 std::optional<LiteralTemplate> numeric_template(std::string_view sql);
+
+// classify() of a template's text(), with its shape digest as the numbers' own text would
+// have it (a $n, or -$n, counts as the constant it replaced). `depends_on_numbers` is set when
+// some WHERE clause might be constant-true for some numbers (`WHERE $1 = $2`): then the
+// classification does not stand for the texts the template was made from.
+Classification classify_template(std::string_view template_text, bool& depends_on_numbers);
 
 }  // namespace pgmoat::parser

@@ -19,7 +19,10 @@ struct ParseOutcome {
 // SHA-256 (raw bytes) of a statement's parse tree without its constants and locations: the
 // part of the tree libpg_query's fingerprint depends on (parser/fingerprint.cpp). Empty for a
 // tree too deep to serialise.
-std::string shape_digest(const rapidjson::Value& stmt);
+// `params_are_numbers`: the tree is a literal template's (parser/literal_template.h), whose
+// $n each replaced a number: a ParamRef, and a unary minus of one (which the grammar folds into
+// a negative constant when it is a number), count as the constant they stand for.
+std::string shape_digest(const rapidjson::Value& stmt, bool params_are_numbers = false);
 
 // Owns one pg_query_parse result and the DOM read in place from it.
 class ParsedSql {

@@ -300,7 +300,9 @@ void Walker::select_stmt(const Json& body, bool statement_level) {
 
 void Walker::dml_stmt(std::string_view type, const Json& body) {
   const Json* where = member(body, "whereClause");
-  const bool no_where = where == nullptr || is_constant_true(*where, source_);
+  bool depends = false;
+  const bool no_where = where == nullptr || is_constant_true(*where, source_, &depends);
+  where_depends_on_params_ = where_depends_on_params_ || depends;
   if (type == "InsertStmt") {
     add(StatementClass::insert);
     set_command("INSERT");

@@ -30,7 +30,9 @@ std::string lower(std::string_view s);
 
 // Constant folding of a WHERE clause, enough to see `WHERE true`, `1=1`, `'a'='a'`,
 // `1=1 OR x`, `NOT false`, `id = id`. `source` is the text the node's locations point into.
-bool is_constant_true(const Json& expr, std::string_view source);
+// `depends_on_params`: set when the answer is "no" only because of parameters ($n), which
+// some values could make true (see const_true.cpp).
+bool is_constant_true(const Json& expr, std::string_view source, bool* depends_on_params = nullptr);
 // Reads an A_Const body as text (negative integers are read from `source`, because this
 // libpg_query version writes them as `"ival": {}`).
 std::string const_text(const Json& a_const_body, std::string_view source);
@@ -49,6 +51,9 @@ class Walker {
   void walk(const Json& v);
 
   bool too_deep() const { return too_deep_; }
+  // Some WHERE clause was judged "not constant-true" only because of parameters ($n): with
+  // numbers in their place it might be (see is_constant_true).
+  bool where_depends_on_params() const { return where_depends_on_params_; }
 
  private:
   void dispatch(std::string_view type, const Json& body, bool statement_level,
@@ -84,6 +89,7 @@ class Walker {
   int body_depth_;
   int depth_ = 0;
   bool too_deep_ = false;
+  bool where_depends_on_params_ = false;
   Access access_ = Access::read;
   // Names of CTEs in scope, innermost last. A RangeVar without schema that matches one is a
   // CTE reference, not a table.

@@ -8,7 +8,7 @@ namespace {
 
 std::string tmpl(std::string_view sql) {
   auto t = numeric_template(sql);
-  return t ? t->text : "<none>";
+  return t ? std::string(t->text()) : "<none>";
 }
 
 TEST(LiteralTemplate, ReplacesNumbersOutsideQuotesCommentsAndIdentifiers) {
