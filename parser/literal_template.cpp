@@ -125,6 +125,14 @@ char next_significant(std::string_view sql, std::size_t i) {
   return ' ';
 }
 
+bool iequals(std::string_view a, std::string_view lower_b) {
+  if (a.size() != lower_b.size()) return false;
+  for (std::size_t k = 0; k < a.size(); ++k) {
+    if ((a[k] | 0x20) != lower_b[k]) return false;
+  }
+  return true;
+}
+
 std::string_view trim(std::string_view s) {
   while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
   while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
@@ -156,6 +164,9 @@ std::optional<LiteralTemplate> numeric_template(std::string_view sql) {
       end = comment_end(sql, i);
     } else if (is_ident_start(c)) {
       while (end < sql.size() && is_ident_char(sql[end])) ++end;
+      // OPERATOR(-) 5 keeps its operator, -5 is folded into the constant: their templates
+      // look alike (parse_json.h's shape mapping reads "-$1" as a constant).
+      if (end - i == 8 && iequals(sql.substr(i, 8), "operator")) return std::nullopt;
     } else if (is_digit(c) || (c == '.' && i + 1 < sql.size() && is_digit(sql[i + 1]))) {
       end = number_end(sql, i);
       // The text on either side as Postgres's lexer sees it (a number never follows a

@@ -26,7 +26,8 @@ struct LiteralTemplate {
 // scan does not follow: no '$' (dollar quotes, parameters), no backslash (escape strings),
 // no NUL, no '[' (a parameter can be subscripted, a number cannot), no ';' before the last
 // non-blank character, no unterminated quote or comment, and no number touching an identifier, a
-// quote or a dot (PostgreSQL 15 rejects "123abc").
+// quote or a dot (PostgreSQL 15 rejects "123abc"), and no OPERATOR(...) (its minus is not
+// folded into a number as a plain one is).
 std::optional<LiteralTemplate> numeric_template(std::string_view sql);
 
 // classify() of a template's text(), with its shape digest as the numbers' own text would

@@ -269,6 +269,19 @@ RowGuard::Result RowGuard::judge() {
   // locked by the transaction, and a changed table stays locked). A table missing from a
   // restricted before count was not locked then, so not changed since the baseline: its
   // counter was the baseline's, if the baseline is of this transaction.
+  // A full after count lists every table with nonzero counters: one the before count had
+  // that is missing was reset to zero (by a TRUNCATE).
+  if (!after_locked_) {
+    for (const auto& [table, before] : before_) {
+      if ((before.first != 0 || before.second != 0) && !after_.contains(table)) {
+        delta_.clear();
+        count_error_ = "the row counters of " + table +
+                       " fell during the statement (a TRUNCATE reset them), so its rows cannot "
+                       "be counted";
+        return Result::count_failed;
+      }
+    }
+  }
   for (const auto& [table, after] : after_) {
     std::pair<std::int64_t, std::int64_t> was{0, 0};
     if (auto it = before_.find(table); it != before_.end()) {
@@ -286,9 +299,18 @@ RowGuard::Result RowGuard::judge() {
       if (auto bt = baseline_.find(table); bt != baseline_.end()) was = bt->second;
     }
     std::pair<std::int64_t, std::int64_t> d{after.first - was.first, after.second - was.second};
-    if (d.first <= 0 && d.second <= 0) continue;
+    if (d.first < 0 || d.second < 0) {
+      // Counters never fall within a transaction unless a TRUNCATE (in the query string, or
+      // in a function it ran) reset them: what was touched since cannot be known.
+      delta_.clear();
+      count_error_ = "the row counters of " + table +
+                     " fell during the statement (a TRUNCATE reset them), so its rows cannot be "
+                     "counted";
+      return Result::count_failed;
+    }
+    if (d.first == 0 && d.second == 0) continue;
     delta_[table] = d;
-    total += std::max<std::int64_t>(0, d.first) + std::max<std::int64_t>(0, d.second);
+    total += d.first + d.second;
   }
   // RETURNING rows are the statement's own only when the query string has one statement.
   rows_ = std::max({total, tag_rows_, spec_->single_statement ? returned_rows_ : 0});

@@ -34,12 +34,12 @@
 // counts of different transactions are never compared (the statement is refused instead).
 //
 // Counts chain: when a guarded statement passed, its after count (a full one) stands for the
-// next guarded statement's before count, as long as nothing that may change the counters ran
-// in between (forget_chain: the StatementGate counts every statement other than plain reads
-// and guarded ones) and the transaction cannot have ended (the baseline's conditions). pgbench's
-// TPC-B-like transaction, three UPDATEs with a SELECT between, then needs four counts, not six.
-// A wrong chain could only overcount (counters never fall within a transaction; TRUNCATE, which
-// lowers them, breaks the chain), so it can refuse too much, never let too much through. The
+// next guarded statement's before count if the client sent nothing in between
+// (forget_chain: the StatementGate counts every other Query, Execute and FunctionCall, plain
+// SELECTs included, since a view or an operator can run a TRUNCATE, which lowers the counters)
+// and the transaction cannot have ended (the baseline's conditions). Consecutive UPDATEs then
+// need one count each after the first. A count that fell during a statement (a TRUNCATE in
+// it) cannot be read: the statement is refused. The
 // client's answers are held until the verdict: at most max_rows RETURNING rows for a single
 // statement, and at most kMaxHeldBytes for a query string.
 #pragma once

@@ -44,21 +44,6 @@ bool may_end_a_transaction(const parser::Classification& c) {
   return !c.ok || (c.all_classes() & ~kWithinTransaction) != 0;
 }
 
-// Plain reads and SETs that call no function: they cannot change the row counters the row
-// guard reads (a view that calls a writing function could; the guard then overcounts).
-bool leaves_counts(const parser::Classification& c) {
-  if (!c.ok) return false;
-  constexpr parser::ClassSet kLeaves =
-      parser::bit(StatementClass::select) | parser::bit(StatementClass::set);
-  for (const auto& st : c.statements) {
-    if ((st.classes & ~kLeaves) != 0 || !st.functions.empty() || st.opaque ||
-        !st.prepared_name.empty()) {
-      return false;
-    }
-  }
-  return true;
-}
-
 std::string random_hex(std::size_t n) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   static const char* hex = "0123456789abcdef";
@@ -761,7 +746,7 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_query(std::string_view
   groups_.push_back(group);
   Verdict v = co_await decide(c, sql, nullptr);
   if (!v.refused) remember_prepares(*c);
-  if (!v.refused && !v.guard && !leaves_counts(*c)) ++may_change_counts_;
+  if (!v.refused && !v.guard) ++may_change_counts_;
   if (!v.refused) {
     for (std::size_t i = 0; i < c->statements.size(); ++i) {
       Running r{next_statement_id_++, group, is_audited(c->statements[i]), {}, nullptr};
@@ -797,9 +782,9 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(const wire::Pars
   // Parse and keeps the old statement, so keep its limit too (Close forgets it).
   if (!parse.name.empty() && !p.guard) {
     if (auto old = statements_.find(parse.name); old != statements_.end())
-      p.guard = old->second.guard;
+      p.guard = old->second->guard;
   }
-  statements_[std::string(parse.name)] = std::move(p);
+  statements_[std::string(parse.name)] = std::make_shared<Prepared>(std::move(p));
   co_return v;
 }
 
@@ -819,15 +804,14 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
   if (auto git = portal_guards_.find(*portal); git != portal_guards_.end()) {
     plan.guard = git->second;
   }
-  auto sit = statements_.find(pit->second);
-  if (sit == statements_.end()) {
+  if (pit->second.prepared == nullptr) {
     ++may_end_transaction_;
     ++may_change_counts_;
     return plan;
   }
-  Prepared& prep = sit->second;
+  Prepared& prep = *pit->second.prepared;
   if (may_end_a_transaction(*prep.classification)) ++may_end_transaction_;
-  if (!plan.guard && !leaves_counts(*prep.classification)) ++may_change_counts_;
+  if (!plan.guard) ++may_change_counts_;
   plan.drain = (flight_.since != 0 || flight_.failed) && commits(*prep.classification);
   if (!prep.audited || !services_->audit) return plan;
   // Each execution of a writing prepared statement is its own audited write.
@@ -856,7 +840,7 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
     e.approver = a.approver;
     e.reason = a.reason;
   }
-  e.detail = "extended protocol: statement \"" + pit->second + "\" portal \"" +
+  e.detail = "extended protocol: statement \"" + pit->second.statement + "\" portal \"" +
              std::string(*portal) + "\"";
   plan.records.push_back(encode(e));
   plan.pipelined = pipelinable(*prep.classification);
@@ -909,15 +893,16 @@ void StatementGate::on_client_message(wire::Bytes message) {
       if (auto b = wire::parse_bind_names(message)) {
         // Every Bind of every prepared-statement client comes here: no temporary strings.
         auto pit = portals_.find(b->portal);
-        if (pit == portals_.end()) pit = portals_.emplace(b->portal, std::string()).first;
-        if (pit->second != b->statement) pit->second.assign(b->statement);
+        if (pit == portals_.end()) pit = portals_.emplace(b->portal, Portal{}).first;
+        if (pit->second.statement != b->statement) pit->second.statement.assign(b->statement);
+        auto sit = statements_.find(b->statement);
+        pit->second.prepared = sit != statements_.end() ? sit->second : nullptr;
         auto git = portal_guards_.find(b->portal);
-        if (auto sit = statements_.find(b->statement);
-            sit != statements_.end() && sit->second.guard) {
+        if (sit != statements_.end() && sit->second->guard) {
           if (git == portal_guards_.end()) {
-            portal_guards_.emplace(b->portal, sit->second.guard);
+            portal_guards_.emplace(b->portal, sit->second->guard);
           } else {
-            git->second = sit->second.guard;
+            git->second = sit->second->guard;
           }
         } else if (git != portal_guards_.end()) {
           portal_guards_.erase(git);

@@ -107,9 +107,10 @@ class StatementGate {
   // guard's baseline belongs to. Transaction control does; so do VACUUM, CREATE INDEX
   // CONCURRENTLY and the like in an extended-protocol pipeline, and CALL or DO with COMMIT.
   std::uint64_t may_end_transaction() const { return may_end_transaction_; }
-  // How many statements other than plain reads (no function calls) and guarded ones the
-  // client has sent, FunctionCalls and unknown portals included: each may have changed the
-  // row counters, so the row guard cannot chain its counts across them.
+  // How many statements other than guarded ones the client has sent (Queries, Executes,
+  // FunctionCalls): each may have changed the row counters, so the row guard cannot chain
+  // its counts across them. Plain SELECTs count too: a view, an RLS policy or a user-defined
+  // operator can run a function that TRUNCATEs, which lowers the counters.
   std::uint64_t may_change_counts() const { return may_change_counts_; }
   // Over the limit but not enforced (log rule, monitor mode): recorded as would_refuse.
   void record_unenforced_over(const RowGuard& g);
@@ -208,8 +209,14 @@ class StatementGate {
   std::uint64_t extended_group_ = 0;  // 0: none open since the last Sync
   std::deque<Running> running_;
   std::deque<std::uint64_t> groups_;  // one per ReadyForQuery the server owes
-  std::map<std::string, Prepared, std::less<>> statements_;  // prepared statement name
-  std::map<std::string, std::string, std::less<>> portals_;  // portal name -> statement name
+  std::map<std::string, std::shared_ptr<Prepared>, std::less<>> statements_;  // by name
+  // What a portal runs is the statement as it was at its Bind: the unnamed statement may be
+  // parsed again (or a statement closed) before the portal is executed.
+  struct Portal {
+    std::string statement;               // its name, for the audit record
+    std::shared_ptr<Prepared> prepared;  // null: bound to a statement pgmoat does not know
+  };
+  std::map<std::string, Portal, std::less<>> portals_;  // by portal name
   // The row limit of the statement each portal was bound to, fixed at Bind: a later Parse of
   // the same (unnamed) statement name does not change what the portal runs.
   std::map<std::string, std::shared_ptr<const GuardSpec>, std::less<>> portal_guards_;

@@ -458,6 +458,35 @@ def test_bind_parameters_recorded_only_when_configured(pg, pgmoat_factory):
     assert "parameters" not in recs[0] and "not-recorded" not in json.dumps(recs), recs
 
 
+def test_a_portal_is_recorded_as_the_statement_it_was_bound_to(pg, pgmoat_factory):
+    """Bind the unnamed portal to an UPDATE, then Parse the unnamed statement again as a
+    SELECT before executing the portal: Postgres runs the UPDATE (a portal keeps its plan),
+    so the trail must record the UPDATE, not the SELECT that now has the statement's name."""
+    import pgwire
+
+    def ext(kind: bytes, *parts: bytes) -> bytes:
+        return pgwire.message(kind, b"".join(parts))
+
+    def cstr(s: str) -> bytes:
+        return s.encode() + b"\0"
+
+    p = mu.start(pgmoat_factory)
+    t = make_table(pg, "aud_rebind_t", rows=10)
+    with pgwire.RawConn(p.endpoint.host, p.endpoint.port) as c:
+        c.startup("postgres")
+        c.send(ext(b"P", cstr(""), cstr(f"UPDATE {t} SET code = 'x' WHERE id <= 3"), b"\0\0") +
+               ext(b"B", cstr(""), cstr(""), b"\0\0", b"\0\0", b"\0\0") +
+               ext(b"P", cstr(""), cstr("SELECT 1"), b"\0\0") +
+               ext(b"E", cstr(""), b"\0\0\0\0") + b"S\0\0\0\4")
+        msgs = c.read_until(b"Z")
+        assert pgwire.first_error(msgs) is None, msgs
+        assert (b"C", b"UPDATE 3\0") in msgs, msgs
+    up = outcome_of(p, t, "UPDATE")
+    assert up["outcome"]["rows"] == 3, up
+    assert 'portal ""' in statement_of(p, up).get("detail", ""), statement_of(p, up)
+    assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE code = 'x'") == 3
+
+
 def test_client_certificate_identity_and_policy(pg, pgmoat_factory, tmp_path):
     """With [tls] client_ca_file, a client certificate's subject and fingerprint are on every
     record, and rules can match the subject."""

@@ -209,12 +209,13 @@ def test_limit_counts_per_statement_not_per_transaction(pg, moat, db):
     assert n(pg, t, db) == 0
 
 
-def test_counts_chain_across_reads_but_not_across_other_writes(pg, moat):
+def test_counts_chain_between_consecutive_statements_only(pg, moat):
     """Within a transaction the guard takes a statement's before count from the previous
-    guarded statement's after count when only plain reads ran in between: a cascade is still
-    seen. A statement that may change rows unguarded (here a function called from SELECT, over
-    the simple and the extended protocol) breaks the chain; chained across it, the next UPDATE
-    would be charged for the function's 80 rows too and refused."""
+    guarded statement's after count only when the client sent nothing in between: a cascade
+    after a chained count is still seen. Anything in between (a SELECT; here one that calls
+    a function updating 80 rows, over the simple and the extended protocol) breaks the chain;
+    chained across it, the next UPDATE would be charged for the function's 80 rows too and
+    refused."""
     st, _ = stations(pg, "rg_chain")
     t, other = table(pg, "rg_chain_t", 300), table(pg, "rg_chain_other", 300)
     with pg.admin() as c:
@@ -223,7 +224,7 @@ def test_counts_chain_across_reads_but_not_across_other_writes(pg, moat):
         c.execute("GRANT EXECUTE ON FUNCTION rg_chain_bulk() TO PUBLIC")
     with moat.endpoint.connect(autocommit=False) as conn:
         conn.execute(f"UPDATE {t} SET v = 1 WHERE id <= 10")
-        conn.execute(f"SELECT count(*) FROM {t}")
+        conn.execute(f"UPDATE {t} SET v = 1 WHERE id <= 20")  # chained
         with pytest.raises(pgerr.InsufficientPrivilege) as ei:
             conn.execute(f"DELETE FROM {st} WHERE id = 1")  # cascades to 2,857 measurements
         assert "It touched 2858 rows" in ei.value.diag.message_detail
@@ -241,6 +242,25 @@ def test_counts_chain_across_reads_but_not_across_other_writes(pg, moat):
     assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE v = 5", "postgres") == 60
     assert mu.count(pg, f"SELECT count(*) FROM {other} WHERE v = 3", "postgres") == 80
     assert n(pg, st) == 7
+
+
+def test_counters_reset_by_a_truncate_inside_the_statement_refuse(pg, moat):
+    """A function the guarded statement calls TRUNCATEs a table whose counters the before
+    count saw: they fall, and what the statement touched there can no longer be counted, so
+    it is refused (fail closed) rather than judged on the other tables alone."""
+    st, me = stations(pg, "rg_trunc")
+    with pg.admin() as c:
+        c.execute(f"CREATE OR REPLACE FUNCTION rg_trunc_zap(i int) RETURNS int LANGUAGE plpgsql AS "
+                  f"$$BEGIN TRUNCATE {me}; RETURN i; END$$")
+        c.execute("GRANT EXECUTE ON FUNCTION rg_trunc_zap(int) TO PUBLIC")
+    with moat.endpoint.connect(autocommit=False) as conn:
+        conn.execute(f"DELETE FROM {me} WHERE id <= 50")
+        with pytest.raises(pgerr.Error) as ei:
+            conn.execute(f"DELETE FROM {st} WHERE id = rg_trunc_zap(1)")
+        assert ei.value.sqlstate == "58000", ei.value
+        assert f"public.{me} fell during the statement" in str(ei.value), ei.value
+        conn.rollback()
+    assert n(pg, me) == 20000 and n(pg, st) == 7
 
 
 def test_returning_under_and_over(pg, moat):

@@ -43,6 +43,7 @@ TEST(LiteralTemplate, RefusesWhatItCannotFollow) {
            "SELECT $$5$$, 1",           // a dollar quote
            "SELECT E'\\'' || 1",        // an escape string
            "SELECT 1; DELETE FROM t",   // two statements
+           "SELECT 1 OPERATOR(-) 2",    // an operator the grammar does not fold into a number
            "SELECT 1; -- comment",      // something after the ';'
            "SELECT 1 /* unterminated",  // comments and quotes must end
            "SELECT 'unterminated, 1",   //
