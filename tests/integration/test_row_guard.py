@@ -65,6 +65,14 @@ def stations(pg, prefix: str, n_stations: int = 7, db: str = "postgres") -> tupl
     return st, me
 
 
+def function(pg, signature: str, language: str, body: str) -> None:
+    """CREATE OR REPLACE FUNCTION <signature> RETURNS int, callable by every role."""
+    with pg.admin() as c:
+        c.execute(f"CREATE OR REPLACE FUNCTION {signature} RETURNS int LANGUAGE {language} "
+                  f"AS $${body}$$")
+        c.execute("GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO PUBLIC")
+
+
 def n(pg, t: str, db: str = "postgres") -> int:
     return mu.count(pg, f"SELECT count(*) FROM {t}", db)
 
@@ -218,10 +226,7 @@ def test_counts_chain_between_consecutive_statements_only(pg, moat):
     refused."""
     st, _ = stations(pg, "rg_chain")
     t, other = table(pg, "rg_chain_t", 300), table(pg, "rg_chain_other", 300)
-    with pg.admin() as c:
-        c.execute(f"CREATE OR REPLACE FUNCTION rg_chain_bulk() RETURNS int LANGUAGE sql AS "
-                  f"$$UPDATE {other} SET v = v + 1 WHERE id <= 80 RETURNING 1$$")
-        c.execute("GRANT EXECUTE ON FUNCTION rg_chain_bulk() TO PUBLIC")
+    function(pg, "rg_chain_bulk()", "sql", f"UPDATE {other} SET v = v + 1 WHERE id <= 80 RETURNING 1")
     with moat.endpoint.connect(autocommit=False) as conn:
         conn.execute(f"UPDATE {t} SET v = 1 WHERE id <= 10")
         conn.execute(f"UPDATE {t} SET v = 1 WHERE id <= 20")  # chained
@@ -249,10 +254,7 @@ def test_counters_reset_by_a_truncate_inside_the_statement_refuse(pg, moat):
     count saw: they fall, and what the statement touched there can no longer be counted, so
     it is refused (fail closed) rather than judged on the other tables alone."""
     st, me = stations(pg, "rg_trunc")
-    with pg.admin() as c:
-        c.execute(f"CREATE OR REPLACE FUNCTION rg_trunc_zap(i int) RETURNS int LANGUAGE plpgsql AS "
-                  f"$$BEGIN TRUNCATE {me}; RETURN i; END$$")
-        c.execute("GRANT EXECUTE ON FUNCTION rg_trunc_zap(int) TO PUBLIC")
+    function(pg, "rg_trunc_zap(i int)", "plpgsql", f"BEGIN TRUNCATE {me}; RETURN i; END")
     with moat.endpoint.connect(autocommit=False) as conn:
         conn.execute(f"DELETE FROM {me} WHERE id <= 50")
         with pytest.raises(pgerr.Error) as ei:
