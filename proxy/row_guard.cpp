@@ -31,6 +31,12 @@ std::int64_t limited_tag_rows(std::string_view msg) {
   return 0;
 }
 
+// Why a statement whose counters fell cannot be judged.
+std::string counters_fell(const std::string& table) {
+  return "the row counters of " + table +
+         " fell during the statement (a TRUNCATE reset them), so its rows cannot be counted";
+}
+
 // Both counts: the first row carries track_counts, the transaction's start time (which
 // transaction the counts belong to) and the size of pg_class (how large the catalog is, for
 // choosing between them), then one row per user table, keyed by name.
@@ -264,24 +270,22 @@ RowGuard::Result RowGuard::judge() {
     count_error_ = "the transaction changed between the row counts";
     return Result::count_failed;
   }
-  std::int64_t total = 0;
-  // Tables missing from the after count did not change (a restricted count lists every table
-  // locked by the transaction, and a changed table stays locked). A table missing from a
-  // restricted before count was not locked then, so not changed since the baseline: its
-  // counter was the baseline's, if the baseline is of this transaction.
   // A full after count lists every table with nonzero counters: one the before count had
   // that is missing was reset to zero (by a TRUNCATE).
   if (!after_locked_) {
     for (const auto& [table, before] : before_) {
       if ((before.first != 0 || before.second != 0) && !after_.contains(table)) {
         delta_.clear();
-        count_error_ = "the row counters of " + table +
-                       " fell during the statement (a TRUNCATE reset them), so its rows cannot "
-                       "be counted";
+        count_error_ = counters_fell(table);
         return Result::count_failed;
       }
     }
   }
+  std::int64_t total = 0;
+  // Tables missing from the after count did not change (a restricted count lists every table
+  // locked by the transaction, and a changed table stays locked). A table missing from a
+  // restricted before count was not locked then, so not changed since the baseline: its
+  // counter was the baseline's, if the baseline is of this transaction.
   for (const auto& [table, after] : after_) {
     std::pair<std::int64_t, std::int64_t> was{0, 0};
     if (auto it = before_.find(table); it != before_.end()) {
@@ -303,9 +307,7 @@ RowGuard::Result RowGuard::judge() {
       // Counters never fall within a transaction unless a TRUNCATE (in the query string, or
       // in a function it ran) reset them: what was touched since cannot be known.
       delta_.clear();
-      count_error_ = "the row counters of " + table +
-                     " fell during the statement (a TRUNCATE reset them), so its rows cannot be "
-                     "counted";
+      count_error_ = counters_fell(table);
       return Result::count_failed;
     }
     if (d.first == 0 && d.second == 0) continue;

@@ -124,8 +124,8 @@ class RowGuard {
   // The client sent a statement that may end the transaction (StatementGate::
   // may_end_transaction).
   void forget_baseline() { baseline_valid_ = chain_valid_ = false; }
-  // The client sent something other than a plain read or a guarded statement since the last
-  // count (StatementGate::may_change_counts): the next statement counts before it runs.
+  // The client sent a statement other than a guarded one since the last count (StatementGate::
+  // may_change_counts): the next statement counts before it runs.
   void forget_chain() { chain_valid_ = false; }
   // The last start() took its before count from the previous statement's after count.
   bool chained() const { return before_chained_; }
