@@ -293,9 +293,12 @@ void AuditLog::run() {
       const bool ok = healthy() && do_rotate("rotate requested");
       done(ok);
     }
-    // Sync when somebody waits, and for deferred records once they have waited long enough.
-    bool sync =
-        stop || !waiters.empty() || (dirty_ && Clock::now() >= dirty_since_ + options_.lazy_sync);
+    // Sync when somebody waits, and for deferred records once they have waited long enough:
+    // written ones (dirty_since_) or queued ones (batch_since), so that a deferred record is
+    // on disk a lazy_sync after it was queued, not a lazy_sync after it was written.
+    const auto now = Clock::now();
+    bool sync = stop || !waiters.empty() || (dirty_ && now >= dirty_since_ + options_.lazy_sync) ||
+                (!batch.empty() && now >= batch_since + options_.lazy_sync);
     for (const auto& p : batch) sync = sync || static_cast<bool>(p.done);
     if (!batch.empty()) {
       if (healthy()) {
