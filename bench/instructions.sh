@@ -20,8 +20,8 @@
 # difference of the two totals divided by N is what one transaction costs (start-up, login and
 # shutdown cancel out). Likewise a SELECT of INSTR_ROWS rows against one of 1 row gives the cost
 # per row of a large result (psql), and pgbench's TPC-B-like transaction (-M simple: three
-# UPDATEs under the row guard, an INSERT, a SELECT, every write audited). Kernel time (the socket system calls themselves) is not counted: the
-# CPU columns of bench/run.sh include it.
+# UPDATEs under the row guard, an INSERT, a SELECT, every write audited). Kernel time (the
+# socket system calls themselves) is not counted: the CPU columns of bench/run.sh include it.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -72,30 +72,6 @@ bool usable_template(const Classification& c) {
          !st.opaque && st.set_name.empty() && st.prepared_name.empty() && st.object_type.empty();
 }
 
-// Only a text that starts with SELECT, INSERT, UPDATE, DELETE or MERGE can have a usable
-// template: anything else skips the template scan and lookup.
-bool may_have_template(std::string_view sql) {
-  std::size_t i = 0;
-  while (i < sql.size() && (sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\n' || sql[i] == '\r')) {
-    ++i;
-  }
-  char word[7] = {};
-  std::size_t n = 0;
-  while (i + n < sql.size() && n < 6 &&
-         ((sql[i + n] | 0x20) >= 'a' && (sql[i + n] | 0x20) <= 'z')) {
-    word[n] = static_cast<char>(sql[i + n] | 0x20);
-    ++n;
-  }
-  if (i + n >= sql.size()) return false;
-  const char next = sql[i + n];
-  if (!(next == ' ' || next == '\t' || next == '\n' || next == '\r' || next == '(' ||
-        next == '*')) {
-    return false;
-  }
-  const std::string_view w(word, n);
-  return w == "select" || w == "insert" || w == "update" || w == "delete" || w == "merge";
-}
-
 }  // namespace
 
 struct ClassificationCache::Impl {

@@ -141,6 +141,20 @@ std::string_view trim(std::string_view s) {
 
 }  // namespace
 
+bool may_have_template(std::string_view sql) {
+  std::size_t i = 0;
+  while (i < sql.size() && is_space(sql[i])) ++i;
+  std::size_t end = i;
+  while (end < sql.size() && is_ident_char(sql[end])) ++end;
+  if (end >= sql.size()) return false;
+  if (!is_space(sql[end]) && sql[end] != '(' && sql[end] != '*') return false;
+  const std::string_view word = sql.substr(i, end - i);
+  for (std::string_view k : {"select", "insert", "update", "delete", "merge"}) {
+    if (iequals(word, k)) return true;
+  }
+  return false;
+}
+
 std::optional<LiteralTemplate> numeric_template(std::string_view sql) {
   if (has_unfit_byte(sql)) return std::nullopt;
   LiteralTemplate out;

@@ -30,6 +30,10 @@ struct LiteralTemplate {
 // folded into a number as a plain one is).
 std::optional<LiteralTemplate> numeric_template(std::string_view sql);
 
+// Whether a template of `sql` could stand for it: only a text whose first word is SELECT,
+// INSERT, UPDATE, DELETE or MERGE (the cache skips the scan and lookup for anything else).
+bool may_have_template(std::string_view sql);
+
 // classify() of a template's text(), with its shape digest as the numbers' own text would
 // have it (a $n, or -$n, counts as the constant it replaced). `depends_on_numbers` is set when
 // some WHERE clause might be constant-true for some numbers (`WHERE $1 = $2`): then the

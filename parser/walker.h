@@ -31,7 +31,7 @@ std::string lower(std::string_view s);
 // Constant folding of a WHERE clause, enough to see `WHERE true`, `1=1`, `'a'='a'`,
 // `1=1 OR x`, `NOT false`, `id = id`. `source` is the text the node's locations point into.
 // `depends_on_params`: set when the answer is "no" only because of parameters ($n), which
-// some values could make true (see const_true.cpp).
+// some values could make known, and so perhaps true (see const_true.cpp).
 bool is_constant_true(const Json& expr, std::string_view source, bool* depends_on_params = nullptr);
 // Reads an A_Const body as text (negative integers are read from `source`, because this
 // libpg_query version writes them as `"ival": {}`).
