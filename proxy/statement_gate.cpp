@@ -187,6 +187,21 @@ StatementGate::Verdict StatementGate::refuse_unrecorded(const wire::ParseMsg* pa
                 parse, extended);
 }
 
+StatementGate::Verdict StatementGate::refuse_unparsed(std::string_view portal,
+                                                      std::string_view statement) {
+  const bool sql = sql_prepared_.find(statement) != sql_prepared_.end();
+  return refuse(
+      {"0A000",
+       fmt::format("pgmoat: portal \"{}\" is bound to statement \"{}\", which no Parse of "
+                   "this session prepared; Execute refused",
+                   portal, statement),
+       sql ? "It was prepared with SQL PREPARE: pgmoat judges such a statement when it runs "
+             "through EXECUTE, not through a protocol Bind."
+           : "pgmoat cannot tell what it would run.",
+       fmt::format("Run EXECUTE {} instead, or prepare the statement with Parse.", statement)},
+      nullptr, true);
+}
+
 StatementGate::Verdict StatementGate::refuse_commit(const wire::ParseMsg* parse, bool extended) {
   return refuse({"58030",
                  "pgmoat: the audit trail could not record this transaction's writes; "
@@ -805,8 +820,10 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
     plan.guard = git->second;
   }
   if (pit->second.prepared == nullptr) {
-    ++may_end_transaction_;
-    ++may_change_counts_;
+    // Bound to a statement no Parse made. Either it does not exist (the server refuses the
+    // Bind, and skips this Execute) or SQL PREPARE made it: its body was judged as the
+    // body of a later EXECUTE, which this is not. Fail closed.
+    plan.unknown.emplace(*portal, pit->second.statement);
     return plan;
   }
   Prepared& prep = *pit->second.prepared;
@@ -849,6 +866,7 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
 
 StatementGate::Verdict StatementGate::finish_execute_now(ExecutePlan plan) {
   if (services_ == nullptr) return {};
+  if (plan.unknown) return refuse_unparsed(plan.unknown->first, plan.unknown->second);
   if (!plan.records.empty()) append_pipelined(std::move(plan.records));
   running_.push_back(std::move(plan.running));
   Verdict v;
@@ -857,6 +875,7 @@ StatementGate::Verdict StatementGate::finish_execute_now(ExecutePlan plan) {
 }
 
 asio::awaitable<StatementGate::Verdict> StatementGate::finish_execute(ExecutePlan plan) {
+  if (plan.unknown) co_return refuse_unparsed(plan.unknown->first, plan.unknown->second);
   if (plan.drain) {
     const bool ok = co_await drain();
     if (!ok) co_return refuse_commit(nullptr, true);

@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -61,6 +62,8 @@ class StatementGate {
     std::vector<std::string> records;  // this execution's audit record, if it writes
     bool pipelined = false;            // ... written without a sync of its own
     std::shared_ptr<const GuardSpec> guard;
+    // Set when the portal was bound to a statement pgmoat did not see parsed: refuse it.
+    std::optional<std::pair<std::string, std::string>> unknown;  // portal, statement
     bool waits() const { return drain || (!records.empty() && !pipelined); }
   };
 
@@ -177,6 +180,9 @@ class StatementGate {
   Verdict refuse_commit(const wire::ParseMsg* parse, bool extended = false);
   // A write whose record could not be written (fail closed).
   Verdict refuse_unrecorded(const wire::ParseMsg* parse, bool extended = false);
+  // An Execute of a portal bound to a statement no Parse of this session made (one prepared
+  // with SQL PREPARE, which pgmoat judges only through EXECUTE).
+  Verdict refuse_unparsed(std::string_view portal, std::string_view statement);
 
   GateServices* services_;
   SessionInfo& info_;
