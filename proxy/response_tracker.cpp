@@ -42,7 +42,10 @@ void ResponseTracker::sent(char tag, Sender sender, std::uint32_t step) {
   }
   if (copy_in_ && kind == Kind::sync) return;  // ignored by the server during copy-in
   if (skipping_) {
-    if (kind != Kind::sync) return;  // the server will skip it without a word
+    if (kind != Kind::sync) {  // the server will skip it without a word
+      if (kind == Kind::parse && sender == Sender::client) parse_outcomes_.push_back(false);
+      return;
+    }
     skipping_ = false;
   }
   pending_.push_back({kind, sender, step});
@@ -58,8 +61,13 @@ void ResponseTracker::sent_all(std::string_view bytes, Sender sender, std::uint3
   }
 }
 
-void ResponseTracker::pop_front() {
-  if (pending_.front().sender != Sender::client) --guard_pending_;
+void ResponseTracker::pop_front(bool parse_ok) {
+  const Entry& e = pending_.front();
+  if (e.sender != Sender::client) {
+    --guard_pending_;
+  } else if (e.kind == Kind::parse) {
+    parse_outcomes_.push_back(parse_ok);
+  }
   pending_.pop_front();
 }
 
@@ -135,7 +143,7 @@ ResponseTracker::Answer ResponseTracker::on_server(char tag) {
     a.ends = true;
     return a;
   }
-  if (a.ends) pop_front();
+  if (a.ends) pop_front(/*parse_ok=*/true);  // a parse entry ends only with ParseComplete
   return a;
 }
 

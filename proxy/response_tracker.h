@@ -51,6 +51,14 @@ class ResponseTracker {
   std::size_t guard_pending() const { return guard_pending_; }
   // The server is skipping messages until the next Sync (after an extended-protocol error).
   bool skipping() const { return skipping_; }
+  // How each client Parse ended, in the order they were sent: true for ParseComplete, false
+  // for an error or a skip (the server then keeps what it had under the name).
+  bool has_parse_outcome() const { return !parse_outcomes_.empty(); }
+  bool take_parse_outcome() {
+    const bool ok = parse_outcomes_.front();
+    parse_outcomes_.pop_front();
+    return ok;
+  }
 
  private:
   enum class Kind : std::uint8_t {
@@ -68,11 +76,13 @@ class ResponseTracker {
     Sender sender;
     std::uint32_t step;
   };
-  void pop_front();
+  // `parse_ok`: the front entry, if a client Parse, succeeded.
+  void pop_front(bool parse_ok = false);
   // After an ErrorResponse to an extended message: drop what the server will skip.
   void skip_to_sync();
 
   std::deque<Entry> pending_;
+  std::deque<bool> parse_outcomes_;
   std::size_t guard_pending_ = 0;
   bool skipping_ = false;
   // An Execute is in COPY FROM STDIN: the server ignores Sync until CopyDone / CopyFail.

@@ -578,6 +578,15 @@ asio::awaitable<void> Session::client_to_server() {
       }
     } else if (piece.kind == wire::Splitter::Kind::whole && piece.tag == wire::fe::kExecute) {
       auto plan = gate_.plan_execute(piece.bytes);
+      if (plan.unanswered) {
+        // Bound to a statement parsed again under a taken name, not answered yet: the server
+        // may keep the old one. Wait for every answer, then judge it as what it runs.
+        const bool flushed = co_await flush(*server_, out);
+        if (!flushed) break;
+        const bool answered = co_await wait_until_answered();
+        if (!answered) break;
+        plan = gate_.plan_execute(piece.bytes);
+      }
       // Not a conditional expression around co_await: GCC 12 miscompiles those.
       if (plan.waits()) {
         StatementGate::Verdict waited = co_await gate_.finish_execute(std::move(plan));
@@ -606,10 +615,12 @@ asio::awaitable<void> Session::client_to_server() {
       out.add_copy(verdict->bytes);
       tracker_.sent(verdict->bytes[0]);
       if (verdict->bytes[0] == wire::fe::kParse) extended_open_ = true;
+      report_parse_outcomes();
     } else {
       out.add(piece.bytes);
       if (piece.kind != wire::Splitter::Kind::rest) {
         tracker_.sent(piece.tag);
+        report_parse_outcomes();  // a Parse sent while the server skips
         switch (piece.tag) {
           case wire::fe::kParse:
           case wire::fe::kBind:
@@ -673,6 +684,7 @@ asio::awaitable<void> Session::server_to_client() {
     }
     const auto& piece = r.piece;
     if (piece.kind != wire::Splitter::Kind::rest) answer_ = tracker_.on_server(piece.tag);
+    report_parse_outcomes();
     if (piece.kind == wire::Splitter::Kind::whole && piece.tag == wire::be::kReadyForQuery) {
       if (auto st = wire::parse_ready_for_query(piece.bytes)) guard_.on_ready(*st);
     }
@@ -774,7 +786,24 @@ asio::awaitable<bool> Session::send_tracked(std::vector<RowGuard::Send> sends) {
     tracker_.sent_all(s.bytes, s.sender, s.step);
     out.add_copy(s.bytes);
   }
+  report_parse_outcomes();
   co_return co_await flush(*server_, out);
+}
+
+void Session::report_parse_outcomes() {
+  while (tracker_.has_parse_outcome()) gate_.on_parse_outcome(tracker_.take_parse_outcome());
+}
+
+asio::awaitable<bool> Session::wait_until_answered() {
+  // Extended messages without a Sync are answered only once the server flushes: ask it to.
+  if (extended_open_ && !tracker_.idle()) {
+    std::vector<RowGuard::Send> flush_first;
+    flush_first.push_back(RowGuard::Send{wire::build_flush(), Sender::client, 0});
+    const bool sent = co_await send_tracked(std::move(flush_first));
+    if (!sent) co_return false;
+  }
+  while (!tracker_.idle() && !closed_) co_await wait_guard_signal();
+  co_return !closed_;
 }
 
 asio::awaitable<bool> Session::run_guard(std::shared_ptr<const GuardSpec> spec, wire::Bytes message,
@@ -783,15 +812,9 @@ asio::awaitable<bool> Session::run_guard(std::shared_ptr<const GuardSpec> spec, 
   RowGuard::Mode mode = RowGuard::Mode::extended;
   if (simple) {
     // The transaction state decides how to wrap the query: wait until everything sent
-    // before it is answered (a simple-protocol client is waiting anyway). Extended messages
-    // without a Sync are answered only once the server flushes: ask it to.
-    if (extended_open_ && !tracker_.idle()) {
-      std::vector<RowGuard::Send> flush_first;
-      flush_first.push_back(RowGuard::Send{wire::build_flush(), Sender::client, 0});
-      if (!co_await send_tracked(std::move(flush_first))) co_return false;
-    }
-    while (!tracker_.idle() && !closed_) co_await wait_guard_signal();
-    if (closed_) co_return false;
+    // before it is answered (a simple-protocol client is waiting anyway).
+    const bool answered = co_await wait_until_answered();
+    if (!answered) co_return false;
     mode = info_.transaction_status == 'T' ? RowGuard::Mode::simple_block
                                            : RowGuard::Mode::simple_idle;
   }

@@ -64,6 +64,11 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_guard_message(std::string_view message, Outbox& out);
   void guard_decide(Outbox& out);
   asio::awaitable<void> wait_guard_signal();
+  // Tells the gate how the client's Parses ended (ResponseTracker::take_parse_outcome).
+  void report_parse_outcomes();
+  // Asks the server to flush its answers (extended messages without a Sync wait for one) and
+  // waits until every message sent to it is answered. False when the session ended.
+  asio::awaitable<bool> wait_until_answered();
   void guard_signal();
   asio::awaitable<bool> send_tracked(std::vector<RowGuard::Send> sends);
   // Sends an ErrorResponse to the client (best effort) and logs it.

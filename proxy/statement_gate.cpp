@@ -187,8 +187,20 @@ StatementGate::Verdict StatementGate::refuse_unrecorded(const wire::ParseMsg* pa
                 parse, extended);
 }
 
-StatementGate::Verdict StatementGate::refuse_unparsed(std::string_view portal,
-                                                      std::string_view statement) {
+StatementGate::Verdict StatementGate::refuse_unparsed(const ExecutePlan& plan) {
+  const std::string& portal = plan.unknown->first;
+  const std::string& statement = plan.unknown->second;
+  if (plan.unanswered) {
+    return refuse({"55000",
+                   fmt::format("pgmoat: statement \"{}\" was parsed again and the server has not "
+                               "answered yet; Execute of portal \"{}\" refused",
+                               statement, portal),
+                   "The name already stood for a statement, so the server may refuse the new "
+                   "Parse and keep the old one: pgmoat cannot tell which one this would run.",
+                   "Read the Parse's answer before executing, or Close the statement before "
+                   "parsing it again."},
+                  nullptr, true);
+  }
   const bool sql = sql_prepared_.find(statement) != sql_prepared_.end();
   return refuse(
       {"0A000",
@@ -317,6 +329,7 @@ StatementGate::Verdict StatementGate::refuse(Refusal r, const wire::ParseMsg* pa
     // flow (error, then nothing until Sync) and leaves the client's statements alone.
     static constexpr std::uint8_t kNoParams[2] = {0, 0};
     v.bytes = wire::build_parse(marker, marker, wire::Bytes(kNoParams, 2));
+    parses_in_flight_.push_back(ParseInFlight{true, {}, nullptr, nullptr, boundaries_});
   } else {
     v.bytes = wire::build_query(marker);
   }
@@ -757,6 +770,7 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_query(std::string_view
   if (services_ == nullptr) co_return Verdict{};
   auto c = services_->cache.get(sql);
   if (may_end_a_transaction(*c)) ++may_end_transaction_;  // a Parse is counted at its Execute
+  ++boundaries_;
   std::uint64_t group = next_group_++;
   groups_.push_back(group);
   Verdict v = co_await decide(c, sql, nullptr);
@@ -793,13 +807,15 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(const wire::Pars
   // A refused Parse never creates the statement: executing it runs nothing to audit.
   for (const auto& st : c->statements) p.audited = p.audited || is_audited(st);
   p.audited = !v.refused && (p.audited || !c->ok || !p.approval_id.empty());
-  // A named statement cannot be parsed again before it is closed: the server refuses the new
-  // Parse and keeps the old statement, so keep its limit too (Close forgets it).
-  if (!parse.name.empty() && !p.guard) {
-    if (auto old = statements_.find(parse.name); old != statements_.end())
-      p.guard = old->second->guard;
-  }
-  statements_[std::string(parse.name)] = std::make_shared<Prepared>(std::move(p));
+  // The name stands for the new statement from now on: a Bind in the same Sync group runs it,
+  // or is skipped with it. If the server refuses or skips the Parse (a named statement cannot
+  // be parsed again before it is closed) it keeps what it had, and so does the gate once the
+  // answer is in (on_parse_outcome); an Execute bound after a Sync waits for that answer.
+  auto& slot = statements_[std::string(parse.name)];
+  ParseInFlight f{false, std::string(parse.name), std::make_shared<Prepared>(std::move(p)),
+                  std::move(slot), boundaries_};
+  slot = f.installed;
+  parses_in_flight_.push_back(std::move(f));
   co_return v;
 }
 
@@ -824,6 +840,14 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
     // Bind, and skips this Execute) or SQL PREPARE made it: its body was judged as the
     // body of a later EXECUTE, which this is not. Fail closed.
     plan.unknown.emplace(*portal, pit->second.statement);
+    return plan;
+  }
+  if (const ParseInFlight* f = contested(pit->second.prepared.get());
+      f != nullptr && f->boundary != boundaries_) {
+    // A Sync came between: whichever statement the server has runs, not skipped with the
+    // Parse. pgmoat cannot tell which yet. Fail closed.
+    plan.unknown.emplace(*portal, pit->second.statement);
+    plan.unanswered = true;
     return plan;
   }
   Prepared& prep = *pit->second.prepared;
@@ -866,7 +890,7 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
 
 StatementGate::Verdict StatementGate::finish_execute_now(ExecutePlan plan) {
   if (services_ == nullptr) return {};
-  if (plan.unknown) return refuse_unparsed(plan.unknown->first, plan.unknown->second);
+  if (plan.unknown) return refuse_unparsed(plan);
   if (!plan.records.empty()) append_pipelined(std::move(plan.records));
   running_.push_back(std::move(plan.running));
   Verdict v;
@@ -875,7 +899,7 @@ StatementGate::Verdict StatementGate::finish_execute_now(ExecutePlan plan) {
 }
 
 asio::awaitable<StatementGate::Verdict> StatementGate::finish_execute(ExecutePlan plan) {
-  if (plan.unknown) co_return refuse_unparsed(plan.unknown->first, plan.unknown->second);
+  if (plan.unknown) co_return refuse_unparsed(plan);
   if (plan.drain) {
     const bool ok = co_await drain();
     if (!ok) co_return refuse_commit(nullptr, true);
@@ -903,6 +927,50 @@ StatementGate::Verdict StatementGate::on_close(wire::Bytes message) {
     }
   }
   return {};
+}
+
+void StatementGate::on_parse_outcome(bool ok) {
+  if (parses_in_flight_.empty()) return;  // not one of the gate's (cannot happen)
+  ParseInFlight f = std::move(parses_in_flight_.front());
+  parses_in_flight_.pop_front();
+  if (ok || f.marker) return;
+  // The server kept what it had: give the name, and the portals bound to it since, back.
+  for (auto& [name, portal] : portals_) {
+    if (portal.prepared != f.installed) continue;
+    portal.prepared = f.previous;
+    auto git = portal_guards_.find(name);
+    if (f.previous && f.previous->guard) {
+      if (git == portal_guards_.end()) {
+        portal_guards_.emplace(name, f.previous->guard);
+      } else {
+        git->second = f.previous->guard;
+      }
+    } else if (git != portal_guards_.end()) {
+      portal_guards_.erase(git);
+    }
+  }
+  auto it = statements_.find(f.name);
+  if (it != statements_.end() && it->second == f.installed) {
+    if (f.previous) {
+      it->second = std::move(f.previous);
+    } else {
+      statements_.erase(it);
+    }
+    return;
+  }
+  // Parsed again (or closed) since: a later Parse in flight that replaced this one replaced
+  // what the server kept.
+  for (auto& later : parses_in_flight_) {
+    if (!later.marker && later.previous == f.installed) later.previous = f.previous;
+  }
+}
+
+const StatementGate::ParseInFlight* StatementGate::contested(const Prepared* p) const {
+  if (p == nullptr || parses_in_flight_.empty()) return nullptr;
+  for (const auto& f : parses_in_flight_) {
+    if (f.installed.get() == p) return f.previous ? &f : nullptr;
+  }
+  return nullptr;
 }
 
 void StatementGate::on_client_message(wire::Bytes message) {
@@ -937,11 +1005,13 @@ void StatementGate::on_client_message(wire::Bytes message) {
       }
       break;
     case wire::fe::kSync:
+      ++boundaries_;
       if (extended_group_ == 0) extended_group_ = next_group_++;
       groups_.push_back(extended_group_);
       extended_group_ = 0;
       break;
     case wire::fe::kFunctionCall:
+      ++boundaries_;
       ++may_change_counts_;
       groups_.push_back(next_group_++);
       break;

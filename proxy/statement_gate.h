@@ -15,10 +15,10 @@
 #include <map>
 #include <memory>
 #include <optional>
-#include <utility>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/awaitable.hpp>
@@ -62,8 +62,12 @@ class StatementGate {
     std::vector<std::string> records;  // this execution's audit record, if it writes
     bool pipelined = false;            // ... written without a sync of its own
     std::shared_ptr<const GuardSpec> guard;
-    // Set when the portal was bound to a statement pgmoat did not see parsed: refuse it.
+    // Set when the portal was bound to a statement pgmoat did not see parsed (refused), or,
+    // with `unanswered`, to one parsed again under a taken name in an earlier Sync group and
+    // not answered yet: the session waits for the server's answers and plans again (refused
+    // if it still cannot tell).
     std::optional<std::pair<std::string, std::string>> unknown;  // portal, statement
+    bool unanswered = false;
     bool waits() const { return drain || (!records.empty() && !pipelined); }
   };
 
@@ -96,6 +100,10 @@ class StatementGate {
   void on_command_complete(wire::Bytes message);
   void on_portal_suspended();
   void on_ready(char status);
+  // The server's answer to each client Parse, in the order they were sent
+  // (ResponseTracker::take_parse_outcome). A failed or skipped Parse leaves the server with
+  // what it had under that name, so the gate goes back to it too.
+  void on_parse_outcome(bool ok);
 
   // The row guard refuses (over the limit, or it could not count): records the refusal and
   // returns what stands for it: a marker Query (simple protocol) or Parse (extended) to send
@@ -182,7 +190,7 @@ class StatementGate {
   Verdict refuse_unrecorded(const wire::ParseMsg* parse, bool extended = false);
   // An Execute of a portal bound to a statement no Parse of this session made (one prepared
   // with SQL PREPARE, which pgmoat judges only through EXECUTE).
-  Verdict refuse_unparsed(std::string_view portal, std::string_view statement);
+  Verdict refuse_unparsed(const ExecutePlan& plan);
 
   GateServices* services_;
   SessionInfo& info_;
@@ -216,6 +224,21 @@ class StatementGate {
   std::deque<Running> running_;
   std::deque<std::uint64_t> groups_;  // one per ReadyForQuery the server owes
   std::map<std::string, std::shared_ptr<Prepared>, std::less<>> statements_;  // by name
+  // Client Parses (and refusal markers sent as a Parse in place of another message) whose
+  // answer is still out, oldest first. statements_ holds a Parse's statement from the start:
+  // a Bind in the same Sync group runs it if the Parse succeeds, and is skipped if it fails.
+  struct ParseInFlight {
+    bool marker = false;  // a refusal marker: nothing to undo
+    std::string name;
+    std::shared_ptr<Prepared> installed;
+    std::shared_ptr<Prepared> previous;  // what the name stood for before (null: nothing)
+    std::uint64_t boundary = 0;          // boundaries_ when it was sent
+  };
+  std::deque<ParseInFlight> parses_in_flight_;
+  std::uint64_t boundaries_ = 0;  // Query, Sync and FunctionCall messages the client sent
+  // The Parse in flight that installed `p` under a name that already stood for a statement,
+  // or null. Until it is answered the server may still run the earlier one.
+  const ParseInFlight* contested(const Prepared* p) const;
   // What a portal runs is the statement as it was at its Bind: the unnamed statement may be
   // parsed again (or a statement closed) before the portal is executed.
   struct Portal {

@@ -487,6 +487,81 @@ def test_a_portal_is_recorded_as_the_statement_it_was_bound_to(pg, pgmoat_factor
     assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE code = 'x'") == 3
 
 
+def _ext(kind: bytes, *parts: bytes) -> bytes:
+    import pgwire
+    return pgwire.message(kind, b"".join(parts))
+
+
+def _cstr(s: str) -> bytes:
+    return s.encode() + b"\0"
+
+
+_SYNC = b"S\0\0\0\4"
+
+
+def _parse(name: str, sql: str) -> bytes:
+    return _ext(b"P", _cstr(name), _cstr(sql), b"\0\0")
+
+
+def _bind_execute(statement: str) -> bytes:
+    return (_ext(b"B", _cstr(""), _cstr(statement), b"\0\0", b"\0\0", b"\0\0") +
+            _ext(b"E", _cstr(""), b"\0\0\0\0"))
+
+
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_a_refused_reparse_of_a_name_is_recorded_as_what_the_server_kept(pg, pgmoat_factory,
+                                                                          pipelined):
+    """Postgres refuses a Parse of a name that is taken (42P05) and keeps the old statement.
+    An Execute of that name then runs the old UPDATE, so the trail must record the UPDATE, not
+    the SELECT the refused Parse named. Pipelined, the Execute reaches pgmoat before the
+    refusal does: pgmoat waits for the answer before judging it."""
+    import pgwire
+
+    p = mu.start(pgmoat_factory)
+    t = make_table(pg, f"aud_reparse_{int(pipelined)}_t", rows=10)
+    with pgwire.RawConn(p.endpoint.host, p.endpoint.port) as c:
+        c.startup("postgres")
+        c.send(_parse("s1", f"UPDATE {t} SET code = 'x' WHERE id <= 2") + _SYNC)
+        assert pgwire.first_error(c.read_until(b"Z")) is None
+        if pipelined:
+            c.send(_parse("s1", "SELECT 1") + _SYNC + _bind_execute("s1") + _SYNC)
+        else:
+            c.send(_parse("s1", "SELECT 1") + _SYNC)
+        err = pgwire.first_error(c.read_until(b"Z"))
+        assert err is not None and err["C"] == "42P05", err
+        if not pipelined:
+            c.send(_bind_execute("s1") + _SYNC)
+        msgs = c.read_until(b"Z")
+        assert pgwire.first_error(msgs) is None and (b"C", b"UPDATE 2\0") in msgs, msgs
+    up = outcome_of(p, t, "UPDATE")
+    assert up["outcome"]["rows"] == 2, up
+    assert 'statement "s1"' in statement_of(p, up).get("detail", ""), statement_of(p, up)
+    assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE code = 'x'") == 2
+
+
+def test_a_skipped_parse_leaves_the_unnamed_statement_it_replaced(pg, pgmoat_factory):
+    """After an error the server skips every message up to Sync, a Parse too: the unnamed
+    statement stays what it was. A later Bind of it runs that UPDATE, and the trail says so."""
+    import pgwire
+
+    p = mu.start(pgmoat_factory)
+    t = make_table(pg, "aud_skipped_parse_t", rows=10)
+    with pgwire.RawConn(p.endpoint.host, p.endpoint.port) as c:
+        c.startup("postgres")
+        c.send(_parse("", f"UPDATE {t} SET code = 'y' WHERE id <= 3") + _SYNC)
+        assert pgwire.first_error(c.read_until(b"Z")) is None
+        c.send(_parse("broken", "SELECT 1/0") + _bind_execute("broken") +
+               _parse("", "SELECT 1") + _SYNC)
+        err = pgwire.first_error(c.read_until(b"Z"))
+        assert err is not None and err["C"] == "22012", err
+        c.send(_bind_execute("") + _SYNC)
+        msgs = c.read_until(b"Z")
+        assert pgwire.first_error(msgs) is None and (b"C", b"UPDATE 3\0") in msgs, msgs
+    up = outcome_of(p, t, "UPDATE")
+    assert up["outcome"]["rows"] == 3, up
+    assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE code = 'y'") == 3
+
+
 def test_client_certificate_identity_and_policy(pg, pgmoat_factory, tmp_path):
     """With [tls] client_ca_file, a client certificate's subject and fingerprint are on every
     record, and rules can match the subject."""

@@ -563,17 +563,22 @@ def test_reparsing_the_unnamed_statement_does_not_unguard_a_bound_portal(pg, moa
     assert n(pg, t) == 500
 
 
-def test_a_rejected_reparse_of_a_named_statement_keeps_its_limit(pg, moat):
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_a_rejected_reparse_of_a_named_statement_keeps_its_limit(pg, moat, pipelined):
+    """Pipelined, the Execute reaches pgmoat before Postgres's answer to the Parse: pgmoat
+    waits for it, then guards what the server kept."""
     import pgwire
-    t = table(pg, "rg_named", 500)
+    t = table(pg, f"rg_named_{int(pipelined)}", 500)
     with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
         c.startup("postgres")
         c.send(_parse("s", f"DELETE FROM {t} WHERE id > 0") + SYNC)
         assert pgwire.first_error(c.read_until(b"Z")) is None
         # Postgres refuses this Parse (42P05): "s" is still the DELETE
-        c.send(_parse("s", "SELECT 1") + SYNC)
+        later = _bind("p", "s") + _execute("p") + SYNC
+        c.send(_parse("s", "SELECT 1") + SYNC + (later if pipelined else b""))
         assert pgwire.first_error(c.read_until(b"Z")).get("C") == "42P05"
-        c.send(_bind("p", "s") + _execute("p") + SYNC)
+        if not pipelined:
+            c.send(later)
         err = pgwire.first_error(c.read_until(b"Z"))
         assert err is not None and err.get("C") == "42501", err
     assert n(pg, t) == 500

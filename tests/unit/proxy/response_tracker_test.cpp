@@ -116,6 +116,38 @@ TEST(ResponseTracker, MessagesSentWhileTheServerSkipsAreNeverAwaited) {
   EXPECT_EQ(attribute(t, "Z"), "C");
 }
 
+// The outcomes of the client's Parses so far, in order: '+' succeeded, '-' failed or skipped.
+std::string parse_outcomes(ResponseTracker& t) {
+  std::string out;
+  while (t.has_parse_outcome()) out.push_back(t.take_parse_outcome() ? '+' : '-');
+  return out;
+}
+
+TEST(ResponseTracker, EachClientParseEndsWithItsOutcome) {
+  ResponseTracker t;
+  t.sent('P');
+  t.sent('P', Sender::injected, 2);  // the guard's own Parses are not reported
+  t.sent('B');
+  t.sent('P');  // skipped: the Bind fails
+  t.sent('S');
+  EXPECT_EQ(attribute(t, "1"), "C");
+  EXPECT_EQ(parse_outcomes(t), "+");
+  EXPECT_EQ(attribute(t, "1E"), "IC");
+  EXPECT_EQ(parse_outcomes(t), "-");  // skipped with everything up to the Sync
+  EXPECT_EQ(attribute(t, "Z"), "C");
+  t.sent('P');
+  t.sent('S');
+  EXPECT_EQ(attribute(t, "E"), "C");  // e.g. 42P05: the name is taken
+  EXPECT_EQ(parse_outcomes(t), "-");
+  EXPECT_EQ(attribute(t, "Z"), "C");
+  t.sent('E');
+  EXPECT_EQ(attribute(t, "E"), "C");
+  EXPECT_TRUE(t.skipping());
+  t.sent('P');  // sent while the server skips: it is never answered, its outcome is known now
+  EXPECT_EQ(parse_outcomes(t), "-");
+  EXPECT_TRUE(t.idle());
+}
+
 TEST(ResponseTracker, AsynchronousMessagesEndNothing) {
   ResponseTracker t;
   t.sent('E', Sender::guarded);
