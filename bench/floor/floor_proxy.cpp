@@ -102,6 +102,16 @@ bool flush(Side* to) {
   return true;
 }
 
+// What each side of a pair waits for: to write while it holds bytes, to read while its peer
+// holds none (a full peer pauses the reading side until it drains).
+void rewatch(Side* s) {
+  for (Side* x : {s, s->peer}) {
+    const std::uint32_t want = (x->pending.empty() ? 0u : std::uint32_t{EPOLLOUT}) |
+                               (x->peer->pending.empty() ? std::uint32_t{EPOLLIN} : 0u);
+    watch(x, EPOLL_CTL_MOD, want);
+  }
+}
+
 void readable(Side* from) {
   static char buf[64 * 1024];
   const ssize_t n = recv(from->fd, buf, sizeof buf, 0);
@@ -116,10 +126,7 @@ void readable(Side* from) {
     close_pair(from);
     return;
   }
-  if (!to->pending.empty()) {  // the peer is full: stop reading until it drains
-    watch(from, EPOLL_CTL_MOD, 0);
-    watch(to, EPOLL_CTL_MOD, EPOLLIN | EPOLLOUT);
-  }
+  if (!to->pending.empty()) rewatch(from);  // the common case (all sent) changes nothing
 }
 
 void writable(Side* to) {
@@ -127,10 +134,7 @@ void writable(Side* to) {
     close_pair(to);
     return;
   }
-  if (to->pending.empty()) {
-    watch(to, EPOLL_CTL_MOD, EPOLLIN);
-    watch(to->peer, EPOLL_CTL_MOD, EPOLLIN);
-  }
+  if (to->pending.empty()) rewatch(to);
 }
 
 int port_arg(const char* s) {
