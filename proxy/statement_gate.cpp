@@ -832,9 +832,6 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
     ++may_change_counts_;
     return plan;
   }
-  if (auto git = portal_guards_.find(*portal); git != portal_guards_.end()) {
-    plan.guard = git->second;
-  }
   if (pit->second.prepared == nullptr) {
     // Bound to a statement no Parse made. Either it does not exist (the server refuses the
     // Bind, and skips this Execute) or SQL PREPARE made it: its body was judged as the
@@ -851,6 +848,7 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
     return plan;
   }
   Prepared& prep = *pit->second.prepared;
+  plan.guard = prep.guard;  // the limit of the statement as it was at Bind
   if (may_end_a_transaction(*prep.classification)) ++may_end_transaction_;
   if (!plan.guard) ++may_change_counts_;
   plan.drain = (flight_.since != 0 || flight_.failed) && commits(*prep.classification);
@@ -922,9 +920,6 @@ StatementGate::Verdict StatementGate::on_close(wire::Bytes message) {
   } else {
     auto it = portals_.find(t->second);
     if (it != portals_.end()) portals_.erase(it);
-    if (auto g = portal_guards_.find(t->second); g != portal_guards_.end()) {
-      portal_guards_.erase(g);
-    }
   }
   return {};
 }
@@ -935,19 +930,8 @@ void StatementGate::on_parse_outcome(bool ok) {
   parses_in_flight_.pop_front();
   if (ok || f.marker) return;
   // The server kept what it had: give the name, and the portals bound to it since, back.
-  for (auto& [name, portal] : portals_) {
-    if (portal.prepared != f.installed) continue;
-    portal.prepared = f.previous;
-    auto git = portal_guards_.find(name);
-    if (f.previous && f.previous->guard) {
-      if (git == portal_guards_.end()) {
-        portal_guards_.emplace(name, f.previous->guard);
-      } else {
-        git->second = f.previous->guard;
-      }
-    } else if (git != portal_guards_.end()) {
-      portal_guards_.erase(git);
-    }
+  for (auto& entry : portals_) {
+    if (entry.second.prepared == f.installed) entry.second.prepared = f.previous;
   }
   auto it = statements_.find(f.name);
   if (it != statements_.end() && it->second == f.installed) {
@@ -984,16 +968,6 @@ void StatementGate::on_client_message(wire::Bytes message) {
         if (pit->second.statement != b->statement) pit->second.statement.assign(b->statement);
         auto sit = statements_.find(b->statement);
         pit->second.prepared = sit != statements_.end() ? sit->second : nullptr;
-        auto git = portal_guards_.find(b->portal);
-        if (sit != statements_.end() && sit->second->guard) {
-          if (git == portal_guards_.end()) {
-            portal_guards_.emplace(b->portal, sit->second->guard);
-          } else {
-            git->second = sit->second->guard;
-          }
-        } else if (git != portal_guards_.end()) {
-          portal_guards_.erase(git);
-        }
         if (services_->audit_settings.parameters) {
           auto values = wire::parse_bind_values(message);
           // A Bind too large to hold whole arrives in pieces: say so rather than guess.

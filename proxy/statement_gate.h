@@ -239,16 +239,14 @@ class StatementGate {
   // The Parse in flight that installed `p` under a name that already stood for a statement,
   // or null. Until it is answered the server may still run the earlier one.
   const ParseInFlight* contested(const Prepared* p) const;
-  // What a portal runs is the statement as it was at its Bind: the unnamed statement may be
-  // parsed again (or a statement closed) before the portal is executed.
+  // What a portal runs, and under which row limit, is the statement as it was at its Bind:
+  // the unnamed statement may be parsed again (or a statement closed) before the portal is
+  // executed.
   struct Portal {
     std::string statement;               // its name, for the audit record
     std::shared_ptr<Prepared> prepared;  // null: bound to a statement pgmoat does not know
   };
   std::map<std::string, Portal, std::less<>> portals_;  // by portal name
-  // The row limit of the statement each portal was bound to, fixed at Bind: a later Parse of
-  // the same (unnamed) statement name does not change what the portal runs.
-  std::map<std::string, std::shared_ptr<const GuardSpec>, std::less<>> portal_guards_;
   // SQL-level PREPARE name AS ...: what the body does, so EXECUTE name is judged like it.
   struct SqlPrepared {
     parser::ClassSet classes = 0;
