@@ -49,6 +49,30 @@ def terminate() -> bytes:
     return message(b"X")
 
 
+def cstr(s: str) -> bytes:
+    return s.encode() + b"\0"
+
+
+# Extended-protocol messages, text format, no parameters.
+def parse(name: str, sql: str) -> bytes:
+    return message(b"P", cstr(name) + cstr(sql) + b"\0\0")
+
+
+def bind(portal: str, statement: str) -> bytes:
+    return message(b"B", cstr(portal) + cstr(statement) + b"\0\0" + b"\0\0" + b"\0\0")
+
+
+def execute(portal: str) -> bytes:
+    return message(b"E", cstr(portal) + b"\0\0\0\0")
+
+
+def close(kind: str, name: str) -> bytes:
+    return message(b"C", kind.encode() + cstr(name))
+
+
+SYNC = message(b"S")
+
+
 def parse_error_fields(body: bytes) -> dict[str, str]:
     """Decode the fields of an ErrorResponse/NoticeResponse body ({'C': sqlstate, 'M': ...})."""
     fields: dict[str, str] = {}

@@ -464,20 +464,12 @@ def test_a_portal_is_recorded_as_the_statement_it_was_bound_to(pg, pgmoat_factor
     so the trail must record the UPDATE, not the SELECT that now has the statement's name."""
     import pgwire
 
-    def ext(kind: bytes, *parts: bytes) -> bytes:
-        return pgwire.message(kind, b"".join(parts))
-
-    def cstr(s: str) -> bytes:
-        return s.encode() + b"\0"
-
     p = mu.start(pgmoat_factory)
     t = make_table(pg, "aud_rebind_t", rows=10)
     with pgwire.RawConn(p.endpoint.host, p.endpoint.port) as c:
         c.startup("postgres")
-        c.send(ext(b"P", cstr(""), cstr(f"UPDATE {t} SET code = 'x' WHERE id <= 3"), b"\0\0") +
-               ext(b"B", cstr(""), cstr(""), b"\0\0", b"\0\0", b"\0\0") +
-               ext(b"P", cstr(""), cstr("SELECT 1"), b"\0\0") +
-               ext(b"E", cstr(""), b"\0\0\0\0") + b"S\0\0\0\4")
+        c.send(pgwire.parse("", f"UPDATE {t} SET code = 'x' WHERE id <= 3") + pgwire.bind("", "") +
+               pgwire.parse("", "SELECT 1") + pgwire.execute("") + pgwire.SYNC)
         msgs = c.read_until(b"Z")
         assert pgwire.first_error(msgs) is None, msgs
         assert (b"C", b"UPDATE 3\0") in msgs, msgs
@@ -487,25 +479,9 @@ def test_a_portal_is_recorded_as_the_statement_it_was_bound_to(pg, pgmoat_factor
     assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE code = 'x'") == 3
 
 
-def _ext(kind: bytes, *parts: bytes) -> bytes:
-    import pgwire
-    return pgwire.message(kind, b"".join(parts))
-
-
-def _cstr(s: str) -> bytes:
-    return s.encode() + b"\0"
-
-
-_SYNC = b"S\0\0\0\4"
-
-
-def _parse(name: str, sql: str) -> bytes:
-    return _ext(b"P", _cstr(name), _cstr(sql), b"\0\0")
-
-
 def _bind_execute(statement: str) -> bytes:
-    return (_ext(b"B", _cstr(""), _cstr(statement), b"\0\0", b"\0\0", b"\0\0") +
-            _ext(b"E", _cstr(""), b"\0\0\0\0"))
+    import pgwire
+    return pgwire.bind("", statement) + pgwire.execute("")
 
 
 @pytest.mark.parametrize("pipelined", [False, True])
@@ -521,16 +497,16 @@ def test_a_refused_reparse_of_a_name_is_recorded_as_what_the_server_kept(pg, pgm
     t = make_table(pg, f"aud_reparse_{int(pipelined)}_t", rows=10)
     with pgwire.RawConn(p.endpoint.host, p.endpoint.port) as c:
         c.startup("postgres")
-        c.send(_parse("s1", f"UPDATE {t} SET code = 'x' WHERE id <= 2") + _SYNC)
+        c.send(pgwire.parse("s1", f"UPDATE {t} SET code = 'x' WHERE id <= 2") + pgwire.SYNC)
         assert pgwire.first_error(c.read_until(b"Z")) is None
         if pipelined:
-            c.send(_parse("s1", "SELECT 1") + _SYNC + _bind_execute("s1") + _SYNC)
+            c.send(pgwire.parse("s1", "SELECT 1") + pgwire.SYNC + _bind_execute("s1") + pgwire.SYNC)
         else:
-            c.send(_parse("s1", "SELECT 1") + _SYNC)
+            c.send(pgwire.parse("s1", "SELECT 1") + pgwire.SYNC)
         err = pgwire.first_error(c.read_until(b"Z"))
         assert err is not None and err["C"] == "42P05", err
         if not pipelined:
-            c.send(_bind_execute("s1") + _SYNC)
+            c.send(_bind_execute("s1") + pgwire.SYNC)
         msgs = c.read_until(b"Z")
         assert pgwire.first_error(msgs) is None and (b"C", b"UPDATE 2\0") in msgs, msgs
     up = outcome_of(p, t, "UPDATE")
@@ -548,13 +524,13 @@ def test_a_skipped_parse_leaves_the_unnamed_statement_it_replaced(pg, pgmoat_fac
     t = make_table(pg, "aud_skipped_parse_t", rows=10)
     with pgwire.RawConn(p.endpoint.host, p.endpoint.port) as c:
         c.startup("postgres")
-        c.send(_parse("", f"UPDATE {t} SET code = 'y' WHERE id <= 3") + _SYNC)
+        c.send(pgwire.parse("", f"UPDATE {t} SET code = 'y' WHERE id <= 3") + pgwire.SYNC)
         assert pgwire.first_error(c.read_until(b"Z")) is None
-        c.send(_parse("broken", "SELECT 1/0") + _bind_execute("broken") +
-               _parse("", "SELECT 1") + _SYNC)
+        c.send(pgwire.parse("broken", "SELECT 1/0") + _bind_execute("broken") +
+               pgwire.parse("", "SELECT 1") + pgwire.SYNC)
         err = pgwire.first_error(c.read_until(b"Z"))
         assert err is not None and err["C"] == "22012", err
-        c.send(_bind_execute("") + _SYNC)
+        c.send(_bind_execute("") + pgwire.SYNC)
         msgs = c.read_until(b"Z")
         assert pgwire.first_error(msgs) is None and (b"C", b"UPDATE 3\0") in msgs, msgs
     up = outcome_of(p, t, "UPDATE")

@@ -278,19 +278,12 @@ def test_sql_prepared_statement_bound_by_protocol_is_refused(pg, moat):
     (it used to delete every row, past the row limit and without an audit record)."""
     import pgwire
 
-    def ext(kind: bytes, *parts: bytes) -> bytes:
-        return pgwire.message(kind, b"".join(parts))
-
-    def cstr(s: str) -> bytes:
-        return s.encode() + b"\0"
-
-    sync = b"S\0\0\0\4"
+    sync = pgwire.SYNC
     t = make_table(pg, "bind_sqlprep_t", rows=1500)  # above the shipped max_rows = 1000
     with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
         c.startup("postgres")
         assert pgwire.first_error(c.simple_query(f"PREPARE wipe AS DELETE FROM {t} WHERE id > 0")) is None
-        c.send(ext(b"B", cstr(""), cstr("wipe"), b"\0\0", b"\0\0", b"\0\0") +
-               ext(b"E", cstr(""), b"\0\0\0\0") + sync)
+        c.send(pgwire.bind("", "wipe") + pgwire.execute("") + sync)
         err = pgwire.first_error(c.read_until(b"Z"))
         assert err is not None and err["C"] == "0A000", err
         assert 'statement "wipe"' in err["M"] and "SQL PREPARE" in err.get("D", ""), err
@@ -299,9 +292,8 @@ def test_sql_prepared_statement_bound_by_protocol_is_refused(pg, moat):
         # statement prepared with Parse still runs through Bind/Execute.
         err = pgwire.first_error(c.simple_query("EXECUTE wipe"))
         assert err is not None and err["C"] == "42501" and "row-limit" in err["M"], err
-        c.send(ext(b"P", cstr("cnt"), cstr(f"SELECT count(*) FROM {t}"), b"\0\0") +
-               ext(b"B", cstr(""), cstr("cnt"), b"\0\0", b"\0\0", b"\0\0") +
-               ext(b"E", cstr(""), b"\0\0\0\0") + sync)
+        c.send(pgwire.parse("cnt", f"SELECT count(*) FROM {t}") + pgwire.bind("", "cnt") +
+               pgwire.execute("") + sync)
         msgs = c.read_until(b"Z")
         assert pgwire.first_error(msgs) is None and pgwire.data_rows(msgs) == [["1500"]], msgs
     assert nrows(pg, t) == 1500

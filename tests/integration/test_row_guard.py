@@ -522,29 +522,11 @@ def test_default_config_limits_untrusted_clients(pg, pgmoat_factory):
 
 # ------------------------------------------------------------------ raw protocol edge cases
 
-def _ext(kind: bytes, *parts: bytes) -> bytes:
-    import pgwire
-    return pgwire.message(kind, b"".join(parts))
-
-
-def _cstr(s: str) -> bytes:
-    return s.encode() + b"\0"
-
-
-def _parse(name: str, sql: str) -> bytes:
-    return _ext(b"P", _cstr(name), _cstr(sql), b"\0\0")
-
-
-def _bind(portal: str, stmt: str) -> bytes:
-    return _ext(b"B", _cstr(portal), _cstr(stmt), b"\0\0", b"\0\0", b"\0\0")
-
-
-def _execute(portal: str) -> bytes:
-    return _ext(b"E", _cstr(portal), b"\0\0\0\0")
-
-
-SYNC = b"S\0\0\0\4"
-FLUSH = b"H\0\0\0\4"
+from pgwire import SYNC  # noqa: E402
+from pgwire import bind as _bind  # noqa: E402
+from pgwire import close as _close  # noqa: E402
+from pgwire import execute as _execute  # noqa: E402
+from pgwire import parse as _parse  # noqa: E402
 
 
 def test_reparsing_the_unnamed_statement_does_not_unguard_a_bound_portal(pg, moat):
@@ -597,10 +579,6 @@ def test_simple_query_after_unsynced_extended_messages(pg, moat):
         assert pgwire.first_error(msgs) is None, msgs
         assert [m for m in msgs if m[0] == b"C"][-1][1].startswith(b"DELETE 5"), msgs
     assert n(pg, t) == 45
-
-
-def _close(kind: str, name: str) -> bytes:
-    return _ext(b"C", kind.encode(), _cstr(name))
 
 
 # Answers like the guard's count, but with no table rows: every statement would count zero.
