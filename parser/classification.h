@@ -103,6 +103,10 @@ struct Classification {
   std::string error;  // libpg_query's message when !ok
   int error_position = 0;
   std::vector<Statement> statements;
+  // Set on the classification ClassificationCache shares between texts that differ only in
+  // their numbers (parser/literal_template.h): its one statement's `text` is the template's,
+  // with $1, $2, ... for the numbers. with_own_text() (classify.h) gives the text its own.
+  bool shared_template = false;
   // Union over statements, for a quick "is any of these here" test.
   ClassSet all_classes() const {
     ClassSet s = 0;

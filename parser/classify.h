@@ -30,6 +30,19 @@ std::string normalize(std::string_view sql);
 // The one exception: a single SELECT, INSERT, UPDATE, DELETE or MERGE (no function call)
 // whose text differs from an earlier one only in numbers shares that one's parse, unless a
 // number could change what it is (`WHERE 1=1`); cache.cpp says why that is safe.
+//
+// What find() returns for a text: its classification, and when that is a template's, shared
+// by every text of the template (Classification::shared_template, its statement text the
+// template's), the text's own statement: trimmed, without its final ';', a view into the text.
+struct Cached {
+  std::shared_ptr<const Classification> classification;
+  std::string_view own_statement;
+};
+// The classification with the looked-up text's own statement text: a copy when it is a
+// template's shared one, else the same object. Whoever records or shows a statement's text
+// calls this first. Deciding needs no text, so an allowed read never pays for the copy.
+std::shared_ptr<const Classification> with_own_text(const Cached& found);
+
 class ClassificationCache {
  public:
   explicit ClassificationCache(std::size_t max_bytes = 64u << 20);
@@ -37,18 +50,16 @@ class ClassificationCache {
   ClassificationCache(const ClassificationCache&) = delete;
   ClassificationCache& operator=(const ClassificationCache&) = delete;
 
+  // The classification of `sql`, its statement text its own (with_own_text(find(sql))).
   std::shared_ptr<const Classification> get(std::string_view sql);
+  // The same without the copy a template's classification needs to carry the text's own
+  // statement: the hot path's lookup.
+  Cached find(std::string_view sql);
   std::uint64_t hits() const;
   std::uint64_t misses() const;
   std::size_t entries() const;
 
  private:
-  // The cached classification of exactly `sql` (whose std::hash is `h`), or null.
-  std::shared_ptr<const Classification> lookup(std::string_view sql, std::size_t h);
-  // Keeps `value` for `sql` (from its second sighting, or at once); returns the kept value.
-  std::shared_ptr<const Classification> insert(std::string_view sql, std::size_t h,
-                                               std::shared_ptr<const Classification> value,
-                                               bool admit_at_once);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -29,6 +29,9 @@ struct LiteralTemplate {
 // quote or a dot (PostgreSQL 15 rejects "123abc"), and no OPERATOR(...) (its minus is not
 // folded into a number as a plain one is).
 std::optional<LiteralTemplate> numeric_template(std::string_view sql);
+// The same into `out`, whose key's storage is reused (the cache keeps one per thread); false
+// where the other returns nullopt (then `out` holds nothing of use).
+bool numeric_template(std::string_view sql, LiteralTemplate& out);
 
 // Whether a template of `sql` could stand for it: only a text whose first word is SELECT,
 // INSERT, UPDATE, DELETE or MERGE (the cache skips the scan and lookup for anything else).

@@ -54,6 +54,7 @@ std::shared_ptr<GateServices> make_gate_services(const AppConfig& config) {
 
 void reload_gate_services(GateServices& services, const AppConfig& config) {
   services.policy.store(std::make_shared<const PolicySnapshot>(config.policy));
+  services.policy_generation.fetch_add(1, std::memory_order_release);
   services.approvers.store(std::make_shared<const policy::TrustedKeys>(config.approvers));
   if (services.revocations) {
     if (std::string err = services.revocations->reload(); !err.empty()) {

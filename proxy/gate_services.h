@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 
 #include "audit/audit_log.h"
@@ -25,7 +26,11 @@ struct PolicySnapshot {
 };
 
 struct GateServices {
+  // Swapped on reload; `policy_generation` counts the swaps. A gate keeps its own reference
+  // and loads again only when the count moved: loading the atomic shared_ptr writes its lock
+  // and reference count, which would move between cores on every statement.
   std::atomic<std::shared_ptr<const PolicySnapshot>> policy;
+  std::atomic<std::uint64_t> policy_generation{0};
   std::atomic<std::shared_ptr<const policy::TrustedKeys>> approvers;
   parser::ClassificationCache cache;
   std::unique_ptr<policy::RevocationList> revocations;    // null: none configured

@@ -566,7 +566,11 @@ asio::awaitable<void> Session::client_to_server() {
     const char* malformed = nullptr;
     if (piece.kind == wire::Splitter::Kind::whole && piece.tag == wire::fe::kQuery) {
       if (auto sql = wire::parse_query(piece.bytes)) {
-        verdict = co_await gate_.on_query(*sql);
+        verdict = gate_.query_now(*sql);
+        if (!verdict) {
+          StatementGate::Verdict later = co_await gate_.query_later(*sql);
+          verdict = std::move(later);
+        }
       } else {
         malformed = "Query";
       }

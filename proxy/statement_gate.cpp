@@ -472,41 +472,68 @@ void StatementGate::audit_async(audit::Event e) {
   append_async(services_->audit.get(), encode(e));
 }
 
-asio::awaitable<StatementGate::Verdict> StatementGate::decide(
-    std::shared_ptr<const parser::Classification> c, std::string_view sql,
+const PolicySnapshot& StatementGate::current_policy() {
+  const auto generation = services_->policy_generation.load(std::memory_order_acquire);
+  if (!policy_ || generation != policy_generation_) {
+    policy_ = services_->policy.load();
+    policy_generation_ = generation;
+  }
+  return *policy_;
+}
+
+std::optional<StatementGate::Verdict> StatementGate::decide_now(
+    std::shared_ptr<const parser::Classification>& c, std::string_view sql,
     const wire::ParseMsg* parse) {
+  decided_.clear();
   // PREPARE / EXECUTE / DEALLOCATE of a row-guard statement. A text that did not parse
   // (allowed unparsed with on_parse_error = "allow") is not read: refused if it names one.
   for (const auto& st : c->statements) {
-    if (auto v = refuse_reserved(st.prepared_name, parse, false)) co_return std::move(*v);
+    if (auto v = refuse_reserved(st.prepared_name, parse, false)) return v;
   }
   if (!c->ok && contains_word(sql, RowGuard::kNamePrefix)) {
-    co_return *refuse_reserved(RowGuard::kNamePrefix, parse, false);
+    return refuse_reserved(RowGuard::kNamePrefix, parse, false);
   }
-  if (auto v = handle_approval(*c, parse)) co_return std::move(*v);
+  if (auto v = handle_approval(*c, parse)) return v;
   // EXECUTE of a statement prepared earlier (perhaps under an approval since ended) is judged
   // by what it runs, not as a harmless `other`.
   if (auto resolved = resolve_execute(*c)) c = std::move(resolved);
+  // A COMMIT first waits for the records of its transaction's writes (decide_rest()).
+  if (must_drain(*c)) return std::nullopt;
+  if (allowed_without_record(*c)) return Verdict{};
+  return std::nullopt;
+}
 
+bool StatementGate::must_drain(const parser::Classification& c) const {
+  return (flight_.since != 0 || flight_.failed) && commits(c);
+}
+
+bool StatementGate::allowed_without_record(const parser::Classification& c) {
+  // No rule can apply and nothing needs a record: skips building a Decision.
+  if (!current_policy().trivially_allowed(c)) return false;
+  if (!services_->audit) return true;
+  for (const auto& st : c.statements) {
+    if (is_audited(st)) return false;
+  }
+  return true;
+}
+
+asio::awaitable<StatementGate::Verdict> StatementGate::decide_rest(
+    std::shared_ptr<const parser::Classification> c, std::string_view own_statement,
+    std::string_view sql, const wire::ParseMsg* parse) {
   // Before anything else, the fast path included: COMMIT waits for the records of its
   // transaction's writes, and is refused if one could not be written.
-  if ((flight_.since != 0 || flight_.failed) && commits(*c)) {
-    if (!co_await drain()) co_return refuse_commit(parse);
+  if (must_drain(*c)) {
+    const bool drained = co_await drain();
+    if (!drained) co_return refuse_commit(parse);
+    if (allowed_without_record(*c)) co_return Verdict{};
   }
 
-  auto snapshot = services_->policy.load();
-  const policy::Policy& pol = snapshot->policy;
+  const PolicySnapshot& snapshot = current_policy();
+  const policy::Policy& pol = snapshot.policy;
   const bool audit_on = static_cast<bool>(services_->audit);
-  // Fast path: no rule can apply and nothing needs a record. Skips building a Decision.
-  decided_.clear();
-  const bool trivial = snapshot->trivially_allowed(*c);
-  if (trivial) {
-    bool needs_record = false;
-    if (audit_on) {
-      for (const auto& st : c->statements) needs_record = needs_record || is_audited(st);
-    }
-    if (!needs_record) co_return Verdict{};
-  }
+  const bool trivial = snapshot.trivially_allowed(*c);
+  // From here the statement's text may be shown or recorded: its own, not a template's.
+  if (c->shared_template) c = parser::with_own_text({std::move(c), own_statement});
   recheck_revocation();
   // Use counts come from the shared store, so every instance sees the same number.
   if (!approvals_.empty() && approval_max_uses_) {
@@ -766,25 +793,43 @@ std::optional<audit::Event> StatementGate::guard_event(const GuardSpec& spec,
   return e;
 }
 
-asio::awaitable<StatementGate::Verdict> StatementGate::on_query(std::string_view sql) {
-  if (services_ == nullptr) co_return Verdict{};
-  auto c = services_->cache.get(sql);
-  if (may_end_a_transaction(*c)) ++may_end_transaction_;  // a Parse is counted at its Execute
+std::optional<StatementGate::Verdict> StatementGate::query_now(std::string_view sql) {
+  if (services_ == nullptr) return Verdict{};
+  parser::Cached found = services_->cache.find(sql);
+  // Shared by every text of its template when it is one: nothing here reads its text.
+  std::shared_ptr<const parser::Classification> judged = found.classification;
+  if (may_end_a_transaction(*judged)) ++may_end_transaction_;  // a Parse: at its Execute
   ++boundaries_;
-  std::uint64_t group = next_group_++;
+  const std::uint64_t group = next_group_++;
   groups_.push_back(group);
-  Verdict v = co_await decide(c, sql, nullptr);
-  if (!v.refused) remember_prepares(*c);
-  if (!v.refused && !v.guard) ++may_change_counts_;
-  if (!v.refused) {
-    for (std::size_t i = 0; i < c->statements.size(); ++i) {
-      Running r{next_statement_id_++, group, is_audited(c->statements[i]), {}, nullptr};
-      if (r.audited) r.started = Clock::now();  // only audited outcomes report a duration
-      if (r.audited && i < decided_.size()) r.intent = decided_[i];
-      running_.push_back(std::move(r));
-    }
+  std::optional<Verdict> v = decide_now(judged, sql, nullptr);
+  if (!v) {
+    query_later_ = LaterQuery{std::move(found), std::move(judged), group};
+    return std::nullopt;
   }
+  after_query(*found.classification, *v, group);
+  return v;
+}
+
+asio::awaitable<StatementGate::Verdict> StatementGate::query_later(std::string_view sql) {
+  LaterQuery q = std::move(*query_later_);
+  query_later_.reset();
+  Verdict v = co_await decide_rest(std::move(q.judged), q.found.own_statement, sql, nullptr);
+  after_query(*q.found.classification, v, q.group);
   co_return v;
+}
+
+void StatementGate::after_query(const parser::Classification& c, const Verdict& v,
+                                std::uint64_t group) {
+  if (v.refused) return;
+  remember_prepares(c);
+  if (!v.guard) ++may_change_counts_;
+  for (std::size_t i = 0; i < c.statements.size(); ++i) {
+    Running r{next_statement_id_++, group, is_audited(c.statements[i]), {}, nullptr};
+    if (r.audited) r.started = Clock::now();  // only audited outcomes report a duration
+    if (r.audited && i < decided_.size()) r.intent = decided_[i];
+    running_.push_back(std::move(r));
+  }
 }
 
 asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(const wire::ParseMsg& parse) {
@@ -792,10 +837,20 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(const wire::Pars
   // In place of the Parse: a throwaway name, so that the refusal marker never names (or
   // collides with) the row guard's statement.
   if (auto v = refuse_reserved(parse.name, nullptr, true)) co_return std::move(*v);
+  // Kept with the statement, whose Execute records it: with the text's own statement.
   auto c = services_->cache.get(parse.query);
   last_approval_id_.clear();
   last_guard_.reset();
-  Verdict v = co_await decide(c, parse.query, &parse);
+  std::shared_ptr<const parser::Classification> judged = c;
+  std::optional<Verdict> now = decide_now(judged, parse.query, &parse);
+  Verdict v;
+  // Not a conditional expression around co_await: GCC 12 miscompiles those.
+  if (now) {
+    v = std::move(*now);
+  } else {
+    Verdict later = co_await decide_rest(std::move(judged), {}, parse.query, &parse);
+    v = std::move(later);
+  }
   if (!v.refused) remember_prepares(*c);
   Prepared p;
   p.classification = c;

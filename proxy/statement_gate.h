@@ -25,6 +25,7 @@
 
 #include "audit/record.h"
 #include "parser/classification.h"
+#include "parser/classify.h"
 #include "policy/policy.h"
 #include "proxy/row_guard.h"
 #include "proxy/session_info.h"
@@ -33,6 +34,7 @@
 namespace pgmoat::proxy {
 
 struct GateServices;
+struct PolicySnapshot;
 
 class StatementGate {
  public:
@@ -80,7 +82,13 @@ class StatementGate {
   void on_login_failed(const std::string& reason);
   void on_session_end();
 
-  boost::asio::awaitable<Verdict> on_query(std::string_view sql);
+  // A simple-protocol Query, in two steps so that the common case never suspends (nor
+  // allocates a coroutine frame): query_now() settles it when nothing needs waiting for (an
+  // allowed read, a refusal); when it returns nullopt, query_later() must be awaited next
+  // for the same text (a write whose record goes to disk first, a COMMIT waiting for
+  // records).
+  std::optional<Verdict> query_now(std::string_view sql);
+  boost::asio::awaitable<Verdict> query_later(std::string_view sql);
   boost::asio::awaitable<Verdict> on_parse(const wire::ParseMsg& parse);
   // Execute, in two steps so that the common case never suspends: plan_execute() does the
   // bookkeeping and builds the audit record; when the plan waits() (a COMMIT with audit
@@ -157,10 +165,29 @@ class StatementGate {
   // SET/RESET pgmoat.approval: nullopt when `c` has no such statement.
   std::optional<Verdict> handle_approval(const parser::Classification& c,
                                          const wire::ParseMsg* parse);
-  // Decides, audits (write-ahead) and returns what to forward.
-  boost::asio::awaitable<Verdict> decide(std::shared_ptr<const parser::Classification> c,
-                                         std::string_view sql, const wire::ParseMsg* parse);
+  // Deciding a Query or Parse text classified as `c`. decide_now() takes the steps that
+  // never wait and returns the verdict when they settle it: a reserved name refused, an
+  // approval token handled, or allowed with nothing to record (the fast path). Otherwise
+  // nullopt, with `c` resolved (an EXECUTE judged as what it runs), and decide_rest() goes
+  // on: evaluates the policy, audits (write-ahead) and returns what to forward. A
+  // template's shared classification gets the text's own statement (`own_statement`) only
+  // there, where it may be shown or recorded.
+  std::optional<Verdict> decide_now(std::shared_ptr<const parser::Classification>& c,
+                                    std::string_view sql, const wire::ParseMsg* parse);
+  boost::asio::awaitable<Verdict> decide_rest(std::shared_ptr<const parser::Classification> c,
+                                              std::string_view own_statement,
+                                              std::string_view sql,
+                                              const wire::ParseMsg* parse);
+  // A COMMIT (or an implicit one) with audit records of its transaction still in flight.
+  bool must_drain(const parser::Classification& c) const;
+  // No rule can apply to `c` and none of it needs a record.
+  bool allowed_without_record(const parser::Classification& c);
+  // A Query's bookkeeping once decided: its statements join running_.
+  void after_query(const parser::Classification& c, const Verdict& v, std::uint64_t group);
   const policy::SessionContext& context();
+  // The policy now in force: this gate's own reference, renewed after a reload. Valid until
+  // the next call.
+  const PolicySnapshot& current_policy();
   bool is_audited(const parser::Statement& st) const;
   audit::Event statement_event(const parser::Statement& st, audit::EventType type);
   // The record of a row-guard verdict on the statement the limit came from; nullopt when the
@@ -193,6 +220,16 @@ class StatementGate {
   Verdict refuse_unparsed(const ExecutePlan& plan);
 
   GateServices* services_;
+  std::shared_ptr<const PolicySnapshot> policy_;  // see current_policy()
+  // What query_now() left for query_later(): the lookup, the classification to judge and
+  // the statement group.
+  struct LaterQuery {
+    parser::Cached found;
+    std::shared_ptr<const parser::Classification> judged;
+    std::uint64_t group = 0;
+  };
+  std::optional<LaterQuery> query_later_;
+  std::uint64_t policy_generation_ = 0;
   SessionInfo& info_;
   AuditFlight flight_;
   audit::Identity identity_;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "parser/classify.h"
+#include "parser/literal_template.h"
 
 namespace {
 
@@ -73,6 +74,32 @@ void BM_CacheDistinctLiterals(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_CacheDistinctLiterals)->Arg(0)->Arg(1);
+
+// The proxy's lookup of a pgbench -S -M simple SELECT (a fresh aid each time): find() shares
+// the template's classification, and the gate copies it only to record or show the text.
+void BM_FindDistinctLiterals(benchmark::State& state) {
+  static ClassificationCache cache(1u << 20);  // shared by the threads of /threads:2
+  const std::string head = "SELECT abalance FROM pgbench_accounts WHERE aid = ";
+  long aid = state.thread_index() * 1000000000L;
+  for (auto _ : state) {
+    auto found = cache.find(head + std::to_string(++aid) + ";");
+    benchmark::DoNotOptimize(found);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_FindDistinctLiterals)->ThreadRange(1, 2);
+
+// The literal scan alone (parser/literal_template.h), per statement shape with numbers.
+void BM_NumericTemplate(benchmark::State& state) {
+  const std::string sql = kShapes[state.range(0)];
+  for (auto _ : state) {
+    auto t = pgmoat::parser::numeric_template(sql);
+    benchmark::DoNotOptimize(t);
+  }
+  state.SetLabel(sql.substr(0, 40));
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_NumericTemplate)->Arg(0)->Arg(1)->Arg(2);
 
 // What the proxy pays for an audited statement with fresh literals: classify, then the
 // fingerprint for its audit record (from the shape cache after the first one).

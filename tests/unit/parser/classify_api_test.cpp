@@ -393,6 +393,67 @@ TEST(Cache, PlainSelectsThatDifferInNumbersShareOneParse) {
   EXPECT_EQ(cache.misses(), 0u);
 }
 
+TEST(Cache, FindSharesTheTemplatesClassificationAndPointsAtTheTextsOwnStatement) {
+  ClassificationCache cache;
+  const std::string a = "  SELECT abalance FROM pgbench_accounts WHERE aid = 17 ;\n";
+  const std::string b = "  SELECT abalance FROM pgbench_accounts WHERE aid = 4242 ;\n";
+  Cached fa = cache.find(a);
+  Cached fb = cache.find(b);
+  ASSERT_TRUE(fa.classification->shared_template);
+  EXPECT_EQ(fa.classification.get(), fb.classification.get());  // one object, no copy
+  EXPECT_EQ(fa.own_statement, "SELECT abalance FROM pgbench_accounts WHERE aid = 17");
+  EXPECT_EQ(fb.own_statement, "SELECT abalance FROM pgbench_accounts WHERE aid = 4242");
+  // The shared statement's text is the template's; with_own_text() gives each text its own.
+  EXPECT_EQ(fa.classification->statements.at(0).text,
+            "SELECT abalance FROM pgbench_accounts WHERE aid = $1");
+  auto own = with_own_text(fa);
+  EXPECT_NE(own.get(), fa.classification.get());
+  EXPECT_FALSE(own->shared_template);
+  EXPECT_EQ(own->statements.at(0).text, "SELECT abalance FROM pgbench_accounts WHERE aid = 17");
+  EXPECT_EQ(own->statements.at(0).target, "pgbench_accounts");
+  EXPECT_EQ(fa.classification->statements.at(0).text,
+            "SELECT abalance FROM pgbench_accounts WHERE aid = $1");  // the shared one unchanged
+  // A text classified from itself is not copied.
+  Cached plain = cache.find("SELECT abalance FROM pgbench_accounts");
+  EXPECT_FALSE(plain.classification->shared_template);
+  EXPECT_EQ(with_own_text(plain).get(), plain.classification.get());
+}
+
+TEST(Cache, ARepeatedTextOfATemplateKeepsPointingAtItsOwnStatement) {
+  ClassificationCache cache;
+  const std::string sql = "SELECT abalance FROM pgbench_accounts WHERE aid = 7;  ";
+  const Classification* shared = nullptr;
+  // Seen again and again (a health check): from the third time this thread's own copy.
+  for (int i = 0; i < 6; ++i) {
+    Cached f = cache.find(sql);
+    ASSERT_TRUE(f.classification->shared_template) << i;
+    EXPECT_EQ(f.own_statement, "SELECT abalance FROM pgbench_accounts WHERE aid = 7") << i;
+    EXPECT_EQ(f.own_statement.data(), sql.data()) << i;  // a view into the text looked up
+    EXPECT_EQ(with_own_text(f)->statements.at(0).text,
+              "SELECT abalance FROM pgbench_accounts WHERE aid = 7")
+        << i;
+    if (i == 0) shared = f.classification.get();
+    if (i == 1) {
+      EXPECT_EQ(f.classification.get(), shared);  // the template's one object, not a copy
+    }
+  }
+  EXPECT_EQ(cache.entries(), 1u);  // the template: the text is never kept in a shard
+  EXPECT_EQ(cache.hits(), 6u);
+  EXPECT_EQ(cache.misses(), 0u);
+}
+
+TEST(Cache, AThreadsCopiesNeverAnswerForAnotherCache) {
+  ClassificationCache first;
+  for (int i = 0; i < 5; ++i) (void)first.find("SELECT a FROM t");
+  ASSERT_EQ(first.misses(), 2u);  // kept from its second sighting
+  ASSERT_EQ(first.hits(), 3u);
+  ClassificationCache second;  // same thread, same text: still its own first sighting
+  auto c = second.get("SELECT a FROM t");
+  EXPECT_EQ(second.misses(), 1u);
+  EXPECT_EQ(second.hits(), 0u);
+  EXPECT_EQ(c->statements.at(0).target, "t");
+}
+
 TEST(Cache, WritesThatDifferInNumbersShareOneParse) {
   ClassificationCache cache;
   for (int i = 0; i < 2000; ++i) {
