@@ -93,10 +93,20 @@ bool has_unfit_byte(std::string_view sql) {
   return false;
 }
 
-// A quick no for the many texts with no number at all.
+// A quick no for the many texts with no number at all, eight bytes at a time: after XOR with
+// '0' a digit is a byte below 10, and (y - 0x0A..) & ~y & 0x80.. is non-zero exactly when
+// some byte of y is below 10 (the borrow trick of "has a zero byte").
 bool has_digit(std::string_view sql) {
-  for (char c : sql) {
-    if (static_cast<unsigned char>(c - '0') < 10) return true;
+  constexpr std::uint64_t kOnes = 0x0101010101010101ULL;
+  std::size_t i = 0;
+  for (; i + 8 <= sql.size(); i += 8) {
+    std::uint64_t x;
+    std::memcpy(&x, sql.data() + i, 8);
+    const std::uint64_t y = x ^ (kOnes * '0');
+    if (((y - kOnes * 10) & ~y & (kOnes * 0x80)) != 0) return true;
+  }
+  for (; i < sql.size(); ++i) {
+    if (is_digit(sql[i])) return true;
   }
   return false;
 }

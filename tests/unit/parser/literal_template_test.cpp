@@ -64,5 +64,18 @@ TEST(LiteralTemplate, RefusesWhatItCannotFollow) {
   EXPECT_EQ(tmpl(std::string_view("SELECT 1\0 2", 11)), "<none>");
 }
 
+TEST(LiteralTemplate, FindsANumberWhereverItStands) {
+  // The digit check reads eight bytes at a time: a number at every offset of both words and
+  // of the tail, as '0' and as '9' (the ends of the range), after bytes just outside it.
+  for (char digit : {'0', '9'}) {
+    for (std::size_t pad = 0; pad < 24; ++pad) {
+      const std::string sql = "SELECT '/:\xc2\xb9' " + std::string(pad, ' ') + digit;
+      auto t = numeric_template(sql);
+      ASSERT_TRUE(t) << "pad " << pad << " digit " << digit;
+      EXPECT_EQ(t->text(), "SELECT '/:\xc2\xb9' " + std::string(pad, ' ') + "$1");
+    }
+  }
+}
+
 }  // namespace
 }  // namespace pgmoat::parser
