@@ -3,8 +3,8 @@
 // A miss is admitted only if the shard's doorkeeper saw the same text hash before: one-off
 // texts cost no insert, no eviction, and push nothing useful out.
 //
-// A miss whose text has numeric literals is looked up by its template (parser/
-// literal_template.h) first. The template's own classification, cached under the template's
+// A text with numeric literals is looked up by its template (parser/literal_template.h)
+// before its own text. The template's own classification, cached under the template's
 // key, stands for the statement when it is one statement that reads or changes rows (SELECT,
 // INSERT, UPDATE, DELETE, MERGE), calls no function and hides nothing, and no number could
 // make one of its WHERE clauses constant-true (`WHERE id = $1` cannot be, `WHERE $1 = $2`
@@ -183,10 +183,11 @@ Cached ClassificationCache::find(std::string_view sql) {
     m.hit();
     return mine.at(sql);
   }
-  // The template first: a text its template stands for is never kept in a shard under its
-  // own text, so looking there would only cost a lock.
-  // One per thread for texts of ordinary size: its key's storage is reused from text to text
-  // (a rare huge text gets its own, so no thread keeps its size).
+  // The template before the shards: a text its template stands for is never kept there under
+  // its own text, so looking would only cost a lock.
+  //
+  // The scan's key buffer: one per thread for texts of ordinary size, reused from text to
+  // text (a rare huge text gets its own, so no thread keeps its size).
   thread_local LiteralTemplate scratch;
   LiteralTemplate own;
   LiteralTemplate* t = sql.size() <= kScratchBytes ? &scratch : &own;

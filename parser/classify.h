@@ -28,8 +28,9 @@ std::string normalize(std::string_view sql);
 // it is seen: statements with literals written inline (pgbench -M simple, ORMs that do not
 // bind parameters) are each seen once, and keeping them would only evict useful entries.
 // The one exception: a single SELECT, INSERT, UPDATE, DELETE or MERGE (no function call)
-// whose text differs from an earlier one only in numbers shares that one's parse, unless a
-// number could change what it is (`WHERE 1=1`); cache.cpp says why that is safe.
+// whose text differs from an earlier one only in numbers shares that one's parse (and is not
+// kept under its own text), unless a number could change what it is (`WHERE 1=1`); cache.cpp
+// says why that is safe.
 //
 // What find() returns for a text: its classification, and when that is a template's, shared
 // by every text of the template (Classification::shared_template, its statement text the

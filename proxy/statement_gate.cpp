@@ -812,6 +812,11 @@ std::optional<StatementGate::Verdict> StatementGate::query_now(std::string_view 
 }
 
 asio::awaitable<StatementGate::Verdict> StatementGate::query_later(std::string_view sql) {
+  if (!query_later_) {
+    // Not after a query_now() that left it: that step first.
+    std::optional<Verdict> now = query_now(sql);
+    if (now) co_return std::move(*now);
+  }
   LaterQuery q = std::move(*query_later_);
   query_later_.reset();
   Verdict v = co_await decide_rest(std::move(q.judged), q.found.own_statement, sql, nullptr);

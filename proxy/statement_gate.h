@@ -175,8 +175,7 @@ class StatementGate {
   std::optional<Verdict> decide_now(std::shared_ptr<const parser::Classification>& c,
                                     std::string_view sql, const wire::ParseMsg* parse);
   boost::asio::awaitable<Verdict> decide_rest(std::shared_ptr<const parser::Classification> c,
-                                              std::string_view own_statement,
-                                              std::string_view sql,
+                                              std::string_view own_statement, std::string_view sql,
                                               const wire::ParseMsg* parse);
   // A COMMIT (or an implicit one) with audit records of its transaction still in flight.
   bool must_drain(const parser::Classification& c) const;
@@ -221,6 +220,7 @@ class StatementGate {
 
   GateServices* services_;
   std::shared_ptr<const PolicySnapshot> policy_;  // see current_policy()
+  std::uint64_t policy_generation_ = 0;
   // What query_now() left for query_later(): the lookup, the classification to judge and
   // the statement group.
   struct LaterQuery {
@@ -229,7 +229,6 @@ class StatementGate {
     std::uint64_t group = 0;
   };
   std::optional<LaterQuery> query_later_;
-  std::uint64_t policy_generation_ = 0;
   SessionInfo& info_;
   AuditFlight flight_;
   audit::Identity identity_;
