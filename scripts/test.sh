@@ -4,7 +4,7 @@
 #   2. integration tests through pgmoat against a real PostgreSQL 15 with real clients
 #      (psql, pgbench, psycopg, node pg, JDBC)
 #   3. the unit tests again, and the integration suite against pgmoat, under ASan+UBSan
-#   4. quick runs of the benchmark scripts (run.sh, instructions.sh), so they keep working
+#   4. quick runs of the benchmark scripts (run.sh, instructions.sh, ab.sh), so they keep working
 # Run as root on Debian bookworm; never reads stdin. Set PGMOAT_SKIP_INSTALL=1 to skip apt,
 # PGMOAT_SKIP_ASAN=1 to skip step 3, PGMOAT_SKIP_BENCH=1 to skip step 4.
 set -uo pipefail
@@ -80,6 +80,15 @@ if [[ "${PGMOAT_SKIP_BENCH:-0}" != "1" && -x bench/run.sh ]]; then
     >"$LOGS/instructions.log" 2>&1 ||
     { tail -30 "$LOGS/instructions.log"; fail "instruction-count smoke run"; }
   tail -5 "$LOGS/instructions.log"
+  step "CPU A/B smoke run (AB_ROUNDS=1 bench/ab.sh)"
+  AB_ROUNDS=1 AB_SECONDS=1 AB_MODES=simple AB_THREADS="0 1" PGMOAT_BIN="$REPO/build/pgmoat" \
+    AB_BASE_BIN="$REPO/build/pgmoat" bash bench/ab.sh >"$LOGS/ab.log" 2>&1 ||
+    { tail -30 "$LOGS/ab.log"; fail "CPU A/B smoke run"; }
+  # Every target gets its line: two proxies, two binaries at two thread counts.
+  for target in pgbouncer floor pgmoat-t0 pgmoat-t1 base-t0 base-t1; do
+    grep -q "^$target " "$LOGS/ab.log" || { tail -30 "$LOGS/ab.log"; fail "bench/ab.sh printed no line for $target"; }
+  done
+  tail -9 "$LOGS/ab.log"
 fi
 
 # One closing line for every runner above: ctest "N tests failed out of M" and pytest's
