@@ -74,9 +74,7 @@ Stripe& my_stripe(std::array<Stripe, kStripes>& stripes) {
 }
 
 std::size_t approx_bytes(const std::string& key, const Classification& c) {
-  std::size_t n = 2 * key.size() + 160;
-  if (c.shared_template) return n;  // counted under the template's own key
-  n += sizeof(Classification) + c.error.size();
+  std::size_t n = sizeof(Classification) + 2 * key.size() + 160 + c.error.size();
   for (const auto& s : c.statements) {
     n += sizeof(Statement) + s.text.size() + s.target.size() + s.command.size() +
          s.object_type.size() + s.set_name.size() + s.set_value.size() + s.opaque_reason.size() +
