@@ -48,8 +48,6 @@ CLK_TCK=$(getconf CLK_TCK)
 
 bench_setup pm-ab
 read -r PG_PORT BOUNCER_PORT FLOOR_PORT < <(free_ports 3)
-g++ -std=c++20 -O2 -Wall -Wextra -Wpedantic -Wconversion -Wshadow -Werror \
-  "$REPO/bench/floor/floor_proxy.cpp" -o "$TMP/floor-proxy" || die "could not build bench/floor/floor_proxy.cpp"
 
 log "PostgreSQL 15 on 127.0.0.1:$PG_PORT (temp dir $TMP)"
 start_postgres <<CONF
@@ -68,13 +66,7 @@ add_target() {  # name port pid
 
 start_pgbouncer "$BOUNCER_PORT" 20 100
 add_target pgbouncer "$BOUNCER_PORT" "$BOUNCER_PID"
-setpriv --reuid=postgres --regid=postgres --init-groups "$TMP/floor-proxy" "$FLOOR_PORT" "$PG_PORT" \
-  >"$TMP/floor.log" 2>&1 &
-FLOOR_PID=$!
-PIDS+=("$FLOOR_PID")
-NAMES+=(floor)
-LOGS+=("$TMP/floor.log")
-wait_port "$FLOOR_PORT" "$FLOOR_PID" floor
+start_floor "$FLOOR_PORT"
 add_target floor "$FLOOR_PORT" "$FLOOR_PID"
 
 BINS=("$PGMOAT_BIN")

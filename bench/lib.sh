@@ -138,6 +138,19 @@ start_postgres() {
 }
 
 # N free 127.0.0.1 ports, all held open together while picking so they are distinct.
+# The floor proxy (bench/floor/floor_proxy.cpp: one thread that only moves bytes), built here
+# with the project's warnings and run as postgres. Sets FLOOR_PID.
+start_floor() {  # port
+  g++ -std=c++20 -O2 -Wall -Wextra -Wpedantic -Wconversion -Wshadow -Werror \
+    "$REPO/bench/floor/floor_proxy.cpp" -o "$TMP/floor-proxy" || die "could not build bench/floor/floor_proxy.cpp"
+  setpriv --reuid=postgres --regid=postgres --init-groups "$TMP/floor-proxy" "$1" "$PG_PORT" \
+    >"$TMP/floor.log" 2>&1 &
+  FLOOR_PID=$!
+  PIDS+=("$FLOOR_PID")
+  NAMES+=(floor)
+  LOGS+=("$TMP/floor.log")
+  wait_port "$1" "$FLOOR_PID" floor
+}
 free_ports() {  # n
   /usr/bin/python3 - "$1" <<'PY'
 import socket, sys

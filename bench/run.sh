@@ -55,9 +55,6 @@ bench_setup pm-bench
 
 read -r PG_PORT MOAT_PORT MOAT_NOAUDIT_PORT MOAT_NOGUARD_PORT BOUNCER_PORT FLOOR_PORT < <(free_ports 6)
 
-# The floor proxy is one file with no dependencies: built here, with the project's warnings.
-g++ -std=c++20 -O2 -Wall -Wextra -Wpedantic -Wconversion -Wshadow -Werror \
-  "$REPO/bench/floor/floor_proxy.cpp" -o "$TMP/floor-proxy" || die "could not build bench/floor/floor_proxy.cpp"
 
 
 # How long one small write + fdatasync takes in the temp dir: TPC-B commits and pgmoat's
@@ -105,13 +102,7 @@ start_pgbouncer "$BOUNCER_PORT" 20 100
 LOGS+=("$TMP/pgbouncer.log")
 
 log "floor proxy (moves bytes only) on 127.0.0.1:$FLOOR_PORT"
-setpriv --reuid=postgres --regid=postgres --init-groups "$TMP/floor-proxy" "$FLOOR_PORT" "$PG_PORT" \
-  >"$TMP/floor.log" 2>&1 &
-FLOOR_PID=$!
-PIDS+=("$FLOOR_PID")
-NAMES+=(floor)
-LOGS+=("$TMP/floor.log")
-wait_port "$FLOOR_PORT" "$FLOOR_PID" floor
+start_floor "$FLOOR_PORT"
 
 for port in "$PG_PORT" "$MOAT_PORT" "$MOAT_NOAUDIT_PORT" "$BOUNCER_PORT" "$FLOOR_PORT"; do
   "$PSQL" -X -q -At -h 127.0.0.1 -p "$port" -U postgres postgres -c 'SELECT 1' >/dev/null ||
