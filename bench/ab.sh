@@ -90,13 +90,9 @@ done
 
 # utime stime (ticks) and context switches of every thread of a process
 sample() {  # pid
-  local pid=$1 stat rest cs
-  stat=$(<"/proc/$pid/stat")
-  rest=${stat##*) }
-  cs=$(cat /proc/"$pid"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { s += $2 } END { print s + 0 }')
-  # shellcheck disable=SC2086
-  set -- $rest
-  echo "${12} ${13} $cs"  # utime = field 14, stime = field 15
+  local cs
+  cs=$(cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { s += $2 } END { print s + 0 }')
+  echo "$(proc_cpu_ticks "$1") $cs"
 }
 
 RESULTS="$TMP/results.tsv"  # mode target round tps tx user_ticks sys_ticks cs

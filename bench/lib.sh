@@ -138,6 +138,16 @@ start_postgres() {
 }
 
 # N free 127.0.0.1 ports, all held open together while picking so they are distinct.
+# CPU time of a whole process (every thread): "utime stime", in clock ticks (getconf CLK_TCK).
+proc_cpu_ticks() {  # pid
+  local stat rest
+  stat=$(<"/proc/$1/stat")
+  rest=${stat##*) }  # fields after "(comm) "; field 3 (state) is the first here
+  # shellcheck disable=SC2086
+  set -- $rest
+  echo "${12} ${13}"  # utime = field 14, stime = field 15
+}
+
 # The floor proxy (bench/floor/floor_proxy.cpp: one thread that only moves bytes), built here
 # with the project's warnings and run as postgres. Sets FLOOR_PID.
 start_floor() {  # port

@@ -129,12 +129,9 @@ check_alive() {
 
 # ---- measurement --------------------------------------------------------------------------
 cpu_ticks() {  # pid -> utime+stime of the whole process (all threads), in clock ticks
-  local stat rest
-  stat=$(<"/proc/$1/stat")
-  rest=${stat##*) }  # fields after "(comm) "; field 3 (state) is the first here
-  # shellcheck disable=SC2086
-  set -- $rest
-  echo $((${12} + ${13}))  # utime = field 14, stime = field 15
+  local utime stime
+  read -r utime stime < <(proc_cpu_ticks "$1")
+  echo $((utime + stime))
 }
 
 port_of() {
