@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# CPU per transaction of pgmoat builds side by side with PgBouncer and the floor, for small
-# changes to the per-message path: many short select-only runs, alternating between the
+# CPU per transaction of pgmoat builds side by side with PgBouncer, the floor and the Asio floor
+# (bench/floor/asio_floor.cpp: bytes only, on pgmoat's I/O layer, at each AB_THREADS), for
+# small changes to the per-message path: many short select-only runs, alternating between the
 # targets so that a shared machine's load falls on all of them alike, and medians.
 #
 #   sudo PGMOAT_BIN=build-bench/pgmoat AB_BASE_BIN=/tmp/pgmoat-before bash bench/ab.sh
@@ -68,6 +69,13 @@ start_pgbouncer "$BOUNCER_PORT" 20 100
 add_target pgbouncer "$BOUNCER_PORT" "$BOUNCER_PID"
 start_floor "$FLOOR_PORT"
 add_target floor "$FLOOR_PORT" "$FLOOR_PID"
+
+for t in $THREADS; do
+  read -r port < <(free_ports 1)
+  start_asio_floor "$port" "$t"
+  add_target "asio-floor-t$t" "$port" "$ASIO_FLOOR_PID"
+  log "asio-floor-t$t (bench/floor/asio_floor.cpp, threads $t) on 127.0.0.1:$port"
+done
 
 BINS=("$PGMOAT_BIN")
 LABELS=(pgmoat)

@@ -137,7 +137,6 @@ start_postgres() {
   PG_STARTED=1
 }
 
-# N free 127.0.0.1 ports, all held open together while picking so they are distinct.
 # CPU time of a whole process (every thread): "utime stime", in clock ticks (getconf CLK_TCK).
 proc_cpu_ticks() {  # pid
   local stat rest
@@ -161,6 +160,29 @@ start_floor() {  # port
   LOGS+=("$TMP/floor.log")
   wait_port "$1" "$FLOOR_PID" floor
 }
+
+# The Asio floor (bench/floor/asio_floor.cpp: bytes only, moved the way pgmoat moves them, on
+# Boost.Asio coroutines), built once per run as pgmoat's Release build is (-O3, the project's
+# warnings) and run as postgres with THREADS io_contexts (0: one per core, pgmoat's default).
+# Sets ASIO_FLOOR_PID.
+start_asio_floor() {  # port threads
+  local threads=$2
+  ((threads > 0)) || threads=$(nproc)
+  if [[ ! -x "$TMP/asio-floor" ]]; then
+    g++ -std=c++20 -O3 -DNDEBUG -DBOOST_ASIO_NO_DEPRECATED -Wall -Wextra -Wpedantic -Wconversion \
+      -Wshadow -Werror -pthread \
+      "$REPO/bench/floor/asio_floor.cpp" -o "$TMP/asio-floor" || die "could not build bench/floor/asio_floor.cpp"
+  fi
+  setpriv --reuid=postgres --regid=postgres --init-groups "$TMP/asio-floor" "$1" "$PG_PORT" "$threads" \
+    >"$TMP/asio-floor-$1.log" 2>&1 &
+  ASIO_FLOOR_PID=$!
+  PIDS+=("$ASIO_FLOOR_PID")
+  NAMES+=(asio-floor)
+  LOGS+=("$TMP/asio-floor-$1.log")
+  wait_port "$1" "$ASIO_FLOOR_PID" asio-floor
+}
+
+# N free 127.0.0.1 ports, all held open together while picking so they are distinct.
 free_ports() {  # n
   /usr/bin/python3 - "$1" <<'PY'
 import socket, sys

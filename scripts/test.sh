@@ -74,6 +74,7 @@ if [[ "${PGMOAT_SKIP_BENCH:-0}" != "1" && -x bench/run.sh ]]; then
   step "benchmark smoke run (BENCH_QUICK=1 bench/run.sh)"
   BENCH_QUICK=1 PGMOAT_BIN="$REPO/build/pgmoat" bash bench/run.sh >"$LOGS/bench.log" 2>&1 ||
     { tail -30 "$LOGS/bench.log"; fail "benchmark smoke run"; }
+  grep -q "^asio-floor " "$LOGS/bench.log" || { tail -30 "$LOGS/bench.log"; fail "bench/run.sh printed no asio-floor line"; }
   tail -30 "$LOGS/bench.log"
   step "instruction-count smoke run (INSTR_TRANSACTIONS=300 bench/instructions.sh)"
   INSTR_TRANSACTIONS=300 INSTR_ROWS=1000 PGMOAT_BIN="$REPO/build/pgmoat" bash bench/instructions.sh \
@@ -84,11 +85,11 @@ if [[ "${PGMOAT_SKIP_BENCH:-0}" != "1" && -x bench/run.sh ]]; then
   AB_ROUNDS=1 AB_SECONDS=1 AB_MODES=simple AB_THREADS="0 1" PGMOAT_BIN="$REPO/build/pgmoat" \
     AB_BASE_BIN="$REPO/build/pgmoat" bash bench/ab.sh >"$LOGS/ab.log" 2>&1 ||
     { tail -30 "$LOGS/ab.log"; fail "CPU A/B smoke run"; }
-  # Every target gets its line: two proxies, two binaries at two thread counts.
-  for target in pgbouncer floor pgmoat-t0 pgmoat-t1 base-t0 base-t1; do
+  # Every target gets its line: two proxies, the Asio floor and two binaries at two thread counts.
+  for target in pgbouncer floor asio-floor-t0 asio-floor-t1 pgmoat-t0 pgmoat-t1 base-t0 base-t1; do
     grep -q "^$target " "$LOGS/ab.log" || { tail -30 "$LOGS/ab.log"; fail "bench/ab.sh printed no line for $target"; }
   done
-  tail -9 "$LOGS/ab.log"
+  tail -11 "$LOGS/ab.log"
 fi
 
 # One closing line for every runner above: ctest "N tests failed out of M" and pytest's
