@@ -14,7 +14,8 @@
 #   BENCH_KEEP=1       keep the temp dir (logs, configs, callgrind files)
 #   BENCH_TMPDIR       where to create the temp dir (default /tmp)
 #
-# For each of pgmoat (default policy, audit on) and PgBouncer (session pool), and each of
+# For each of pgmoat (default policy, audit on), PgBouncer (session pool) and the Asio floor
+# (bench/floor/asio_floor.cpp, one thread: what moving the bytes on Boost.Asio costs), and each of
 # pgbench -S -M prepared and -M simple with one client: the proxy runs under
 # `valgrind --tool=callgrind` twice, once for 200 transactions and once for 200 + N, and the
 # difference of the two totals divided by N is what one transaction costs (start-up, login and
@@ -74,6 +75,9 @@ instructions() {  # target mode count
   RUN_UNDER="valgrind --tool=callgrind --callgrind-out-file=$out"
   if [[ "$target" == pgmoat ]]; then
     start_pgmoat pgmoat "$PROXY_PORT" on
+  elif [[ "$target" == asio-floor ]]; then
+    start_asio_floor "$PROXY_PORT" 1
+    STARTED_PID=$ASIO_FLOOR_PID
   else
     start_pgbouncer "$PROXY_PORT" 5 20
     STARTED_PID=$BOUNCER_PID
@@ -101,7 +105,7 @@ instructions() {  # target mode count
 
 declare -A PER_TX
 for mode in $MODES; do
-  for target in pgmoat pgbouncer; do
+  for target in pgmoat pgbouncer asio-floor; do
     if [[ "$mode" == tpcb ]]; then
       log "$target, TPC-B-like -M simple: $BASE and $((BASE + TPCB)) transactions under callgrind"
       small=$(instructions "$target" tpcb "$BASE")
@@ -130,8 +134,10 @@ echo "pgmoat $PGMOAT_BIN (sha256 $(sha256sum "$PGMOAT_BIN" | cut -c1-12);" \
 echo "user-space instructions per transaction, pgbench -S, 1 client, $N transactions (callgrind)"
 echo "(rows: per row of one SELECT of $ROWS rows, psql; tpcb: per TPC-B-like transaction, -M simple," \
   "$TPCB transactions)"
-printf '%-10s %10s %10s %18s\n' mode pgmoat pgbouncer pgmoat/pgbouncer
+echo "(asio-floor: bench/floor/asio_floor.cpp, one thread, bytes only; pgmoat - asio-floor is pgmoat's own work)"
+printf '%-10s %10s %10s %18s %11s %19s\n' mode pgmoat pgbouncer pgmoat/pgbouncer asio-floor "pgmoat - asio-floor"
 for mode in $MODES; do
-  m=${PER_TX[pgmoat.$mode]} b=${PER_TX[pgbouncer.$mode]}
-  printf '%-10s %10d %10d %18s\n' "$mode" "$m" "$b" "$(awk -v m="$m" -v b="$b" 'BEGIN { printf "%.2f", m / b }')"
+  m=${PER_TX[pgmoat.$mode]} b=${PER_TX[pgbouncer.$mode]} a=${PER_TX[asio-floor.$mode]}
+  printf '%-10s %10d %10d %18s %11d %19d\n' "$mode" "$m" "$b" \
+    "$(awk -v m="$m" -v b="$b" 'BEGIN { printf "%.2f", m / b }')" "$a" $((m - a))
 done

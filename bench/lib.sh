@@ -173,7 +173,7 @@ start_asio_floor() {  # port threads
       -Wshadow -Werror -pthread \
       "$REPO/bench/floor/asio_floor.cpp" -o "$TMP/asio-floor" || die "could not build bench/floor/asio_floor.cpp"
   fi
-  setpriv --reuid=postgres --regid=postgres --init-groups "$TMP/asio-floor" "$1" "$PG_PORT" "$threads" \
+  setpriv --reuid=postgres --regid=postgres --init-groups ${RUN_UNDER:-} "$TMP/asio-floor" "$1" "$PG_PORT" "$threads" \
     >"$TMP/asio-floor-$1.log" 2>&1 &
   ASIO_FLOOR_PID=$!
   PIDS+=("$ASIO_FLOOR_PID")

@@ -11,6 +11,7 @@
 //
 // The difference between this and floor-proxy is what Boost.Asio costs per transaction; the
 // difference between pgmoat and this is what pgmoat's parsing, policy and audit cost.
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -133,6 +134,12 @@ int main(int argc, char** argv) {
 
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
   for (auto& c : contexts) guards.push_back(asio::make_work_guard(*c));
+  // SIGINT / SIGTERM: stop every context and exit normally (bench/instructions.sh runs this
+  // under callgrind, which writes its counts at exit).
+  asio::signal_set signals(*contexts[0], SIGINT, SIGTERM);
+  signals.async_wait([&contexts](const boost::system::error_code&, int) {
+    for (auto& c : contexts) c->stop();
+  });
   std::vector<std::thread> runners;
   for (unsigned i = 1; i < threads; ++i)
     runners.emplace_back([c = contexts[i].get()] { c->run(); });
