@@ -88,8 +88,11 @@ struct Statement {
   bool is_reset = false;
   bool set_local = false;  // SET LOCAL: ends with the transaction
   // PREPARE name AS ... / EXECUTE name / DEALLOCATE name: the SQL-level prepared statement's
-  // name (empty for DEALLOCATE ALL).
+  // name (empty for DEALLOCATE ALL). Also set by statements that run one: EXPLAIN ANALYZE
+  // EXECUTE name, CREATE TABLE ... AS EXECUTE name.
   std::string prepared_name;
+  // DISCARD ALL: drops every prepared statement of the session (and more).
+  bool discard_all = false;
   // Contains code that cannot be judged before it runs: a DO block (class do_block), or a
   // function/procedure body that is not fully readable -- dynamic EXECUTE of a computed string,
   // a language other than sql/plpgsql, a body that does not parse. Such a CREATE FUNCTION keeps

@@ -809,6 +809,10 @@ void Walker::dispatch(std::string_view type, const Json& body, bool statement_le
   add(StatementClass::other);
   std::string_view word = type.substr(0, type.size() - 4);
   set_command(upper(word));
+  if (type == "DiscardStmt") {
+    const Json* target = member(body, "target");
+    st_.discard_all = target != nullptr && target->IsString() && sv(*target) == "DISCARD_ALL";
+  }
   if (type == "ExecuteStmt" || type == "DeallocateStmt") {
     if (const Json* n = member(body, "name")) {
       set_target(sv(*n));

@@ -418,23 +418,100 @@ std::optional<StatementGate::Verdict> StatementGate::handle_approval(
                  result.claims->id + "'");
 }
 
+namespace {
+
+// A statement that runs the prepared statement it names: EXECUTE, EXPLAIN ANALYZE EXECUTE,
+// CREATE TABLE AS EXECUTE.
+bool runs_prepared(const parser::Statement& st) {
+  return !st.prepared_name.empty() && st.command != "PREPARE" && st.command != "DEALLOCATE";
+}
+
+// What the statements before `end` in `c` do to `name`: it is prepared (true), dropped
+// (false), or neither (nullopt). The last of them that names it (or drops every name) decides.
+std::optional<bool> named_before(const parser::Classification& c, std::size_t end,
+                                 std::string_view name) {
+  for (std::size_t i = end; i-- > 0;) {
+    const auto& st = c.statements[i];
+    if (st.discard_all) return false;
+    if (st.command == "PREPARE" && st.prepared_name == name) return true;
+    if (st.command == "DEALLOCATE" && (st.prepared_name.empty() || st.prepared_name == name)) {
+      return false;
+    }
+  }
+  return std::nullopt;
+}
+
+void add_body(parser::Statement& into, parser::ClassSet classes,
+              const std::vector<parser::TableRef>& tables,
+              const std::vector<std::string>& functions, const std::string& target) {
+  into.classes |= classes;
+  into.tables.insert(into.tables.end(), tables.begin(), tables.end());
+  into.functions.insert(into.functions.end(), functions.begin(), functions.end());
+  if (!target.empty()) into.target = target;
+}
+
+}  // namespace
+
 std::shared_ptr<const parser::Classification> StatementGate::resolve_execute(
     const parser::Classification& c) {
-  if (sql_prepared_.empty()) return nullptr;
   std::shared_ptr<parser::Classification> copy;
   for (std::size_t i = 0; i < c.statements.size(); ++i) {
     const auto& st = c.statements[i];
-    if (st.command != "EXECUTE" || st.prepared_name.empty()) continue;
-    auto it = sql_prepared_.find(st.prepared_name);
-    if (it == sql_prepared_.end()) continue;
+    if (!runs_prepared(st)) continue;
+    // The server has one namespace for both kinds: a name in both maps is one pgmoat cannot
+    // tell apart (a PREPARE that failed on a taken name), so it is judged as both.
+    auto sql = sql_prepared_.find(st.prepared_name);
+    auto parsed = statements_.find(st.prepared_name);
+    const bool have_parsed = parsed != statements_.end() && parsed->second != nullptr &&
+                             parsed->second->classification != nullptr;
+    if (sql == sql_prepared_.end() && !have_parsed) continue;
     if (!copy) copy = std::make_shared<parser::Classification>(c);
     auto& x = copy->statements[i];
-    x.classes |= it->second.classes;
-    x.tables.insert(x.tables.end(), it->second.tables.begin(), it->second.tables.end());
-    x.functions.insert(x.functions.end(), it->second.functions.begin(), it->second.functions.end());
-    x.target = it->second.target;
+    if (have_parsed) {
+      for (const auto& body : parsed->second->classification->statements) {
+        add_body(x, body.classes, body.tables, body.functions, body.target);
+      }
+    }
+    if (sql != sql_prepared_.end()) {
+      add_body(x, sql->second.classes, sql->second.tables, sql->second.functions,
+               sql->second.target);
+    }
   }
   return copy;
+}
+
+const parser::Statement* StatementGate::executes_unknown(const parser::Classification& c) const {
+  for (std::size_t i = 0; i < c.statements.size(); ++i) {
+    const auto& st = c.statements[i];
+    if (!runs_prepared(st)) continue;
+    const std::optional<bool> before = named_before(c, i, st.prepared_name);
+    if (before) {
+      if (*before) continue;
+      return &st;
+    }
+    if (!sql_prepared_.contains(st.prepared_name) && !statements_.contains(st.prepared_name)) {
+      return &st;
+    }
+  }
+  return nullptr;
+}
+
+void StatementGate::follow_names(const parser::Classification& c) {
+  for (const auto& st : c.statements) {  // in order: DEALLOCATE x; PREPARE x AS ... keeps x
+    if (st.discard_all || (st.command == "DEALLOCATE" && st.prepared_name.empty())) {
+      statements_.clear();
+      sql_prepared_.clear();
+    } else if (st.command == "DEALLOCATE") {
+      if (auto it = statements_.find(st.prepared_name); it != statements_.end()) {
+        statements_.erase(it);
+      }
+      if (auto it = sql_prepared_.find(st.prepared_name); it != sql_prepared_.end()) {
+        sql_prepared_.erase(it);
+      }
+    } else if (st.command == "PREPARE" && !st.prepared_name.empty()) {
+      sql_prepared_[st.prepared_name] = SqlPrepared{st.classes, st.tables, st.functions, st.target};
+    }
+  }
 }
 
 void StatementGate::remember_prepares(const parser::Classification& c) {
@@ -492,6 +569,16 @@ std::optional<StatementGate::Verdict> StatementGate::decide_now(
   }
   if (!c->ok && contains_word(sql, RowGuard::kNamePrefix)) {
     return refuse_reserved(RowGuard::kNamePrefix, parse, false);
+  }
+  if (const parser::Statement* st = executes_unknown(*c)) {
+    return refuse(
+        {"26000",
+         fmt::format("pgmoat: prepared statement \"{}\" is not known to pgmoat; {} refused",
+                     st->prepared_name, st->command),
+         "No PREPARE or Parse of that name passed through pgmoat in this session (or "
+         "it was deallocated since), so pgmoat cannot tell what it would run.",
+         "Prepare the statement in this session, through pgmoat."},
+        parse);
   }
   if (auto v = handle_approval(*c, parse)) return v;
   // EXECUTE of a statement prepared earlier (perhaps under an approval since ended) is judged
@@ -801,7 +888,7 @@ std::optional<StatementGate::Verdict> StatementGate::query_now(std::string_view 
   if (may_end_a_transaction(*judged)) ++may_end_transaction_;  // a Parse: at its Execute
   ++boundaries_;
   const std::uint64_t group = next_group_++;
-  groups_.push_back(group);
+  groups_.push_back({group, binds_});
   std::optional<Verdict> v = decide_now(judged, sql, nullptr);
   if (!v) {
     query_later_ = LaterQuery{std::move(found), std::move(judged), group};
@@ -827,7 +914,7 @@ asio::awaitable<StatementGate::Verdict> StatementGate::query_later(std::string_v
 void StatementGate::after_query(const parser::Classification& c, const Verdict& v,
                                 std::uint64_t group) {
   if (v.refused) return;
-  remember_prepares(c);
+  follow_names(c);
   if (!v.guard) ++may_change_counts_;
   for (std::size_t i = 0; i < c.statements.size(); ++i) {
     Running r{next_statement_id_++, group, is_audited(c.statements[i]), {}, nullptr};
@@ -865,7 +952,11 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(const wire::Pars
   if (!v.refused) p.guard = std::move(last_guard_);
   v.guard.reset();
   // A refused Parse never creates the statement: executing it runs nothing to audit.
-  for (const auto& st : c->statements) p.audited = p.audited || is_audited(st);
+  for (const auto& st : c->statements) {
+    p.audited = p.audited || is_audited(st);
+    p.names_statements = p.names_statements || st.discard_all || st.command == "PREPARE" ||
+                         st.command == "DEALLOCATE";
+  }
   p.audited = !v.refused && (p.audited || !c->ok || !p.approval_id.empty());
   // The name stands for the new statement from now on: a Bind in the same Sync group runs it,
   // or is skipped with it. If the server refuses or skips the Parse (a named statement cannot
@@ -909,6 +1000,7 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
   }
   Prepared& prep = *pit->second.prepared;
   plan.guard = prep.guard;  // the limit of the statement as it was at Bind
+  if (prep.names_statements) plan.names = prep.classification;
   if (may_end_a_transaction(*prep.classification)) ++may_end_transaction_;
   if (!plan.guard) ++may_change_counts_;
   plan.drain = (flight_.since != 0 || flight_.failed) && commits(*prep.classification);
@@ -949,6 +1041,7 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
 StatementGate::Verdict StatementGate::finish_execute_now(ExecutePlan plan) {
   if (services_ == nullptr) return {};
   if (plan.unknown) return refuse_unparsed(plan);
+  if (plan.names) follow_names(*plan.names);
   if (!plan.records.empty()) append_pipelined(std::move(plan.records));
   running_.push_back(std::move(plan.running));
   Verdict v;
@@ -1026,8 +1119,12 @@ void StatementGate::on_client_message(wire::Bytes message) {
         auto pit = portals_.find(b->portal);
         if (pit == portals_.end()) pit = portals_.emplace(b->portal, Portal{}).first;
         if (pit->second.statement != b->statement) pit->second.statement.assign(b->statement);
+        pit->second.bound = ++binds_;
         auto sit = statements_.find(b->statement);
-        pit->second.prepared = sit != statements_.end() ? sit->second : nullptr;
+        // A name SQL PREPARE took may run its body, which is judged only through EXECUTE: the
+        // portal's Execute is refused (refuse_unparsed).
+        const bool sql = !sql_prepared_.empty() && sql_prepared_.contains(b->statement);
+        pit->second.prepared = sit != statements_.end() && !sql ? sit->second : nullptr;
         if (services_->audit_settings.parameters) {
           auto values = wire::parse_bind_values(message);
           // A Bind too large to hold whole arrives in pieces: say so rather than guess.
@@ -1041,13 +1138,13 @@ void StatementGate::on_client_message(wire::Bytes message) {
     case wire::fe::kSync:
       ++boundaries_;
       if (extended_group_ == 0) extended_group_ = next_group_++;
-      groups_.push_back(extended_group_);
+      groups_.push_back({extended_group_, binds_});
       extended_group_ = 0;
       break;
     case wire::fe::kFunctionCall:
       ++boundaries_;
       ++may_change_counts_;
-      groups_.push_back(next_group_++);
+      groups_.push_back({next_group_++, binds_});
       break;
     default:
       break;
@@ -1126,9 +1223,23 @@ void StatementGate::on_ready(char status) {
     flight_ = AuditFlight{};
   }
   if (groups_.empty()) return;
-  std::uint64_t g = groups_.front();
+  const Owed owed = groups_.front();
   groups_.pop_front();
-  while (!running_.empty() && running_.front().group <= g) running_.pop_front();
+  while (!running_.empty() && running_.front().group <= owed.group) running_.pop_front();
+  // No transaction is open: every portal bound before this answer's Query or Sync is gone.
+  if (status == 'I') drop_portals_bound_before(owed.binds);
+}
+
+void StatementGate::drop_portals_bound_before(std::uint64_t binds) {
+  if (portals_.empty() || (portals_.size() == 1 && portals_.begin()->first.empty())) return;
+  for (auto it = portals_.begin(); it != portals_.end();) {
+    if (it->first.empty() || it->second.bound > binds) {
+      ++it;
+      continue;
+    }
+    if (auto v = portal_values_.find(it->first); v != portal_values_.end()) portal_values_.erase(v);
+    it = portals_.erase(it);
+  }
 }
 
 }  // namespace pgmoat::proxy

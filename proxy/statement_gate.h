@@ -70,6 +70,8 @@ class StatementGate {
     // if it still cannot tell).
     std::optional<std::pair<std::string, std::string>> unknown;  // portal, statement
     bool unanswered = false;
+    // Its statement prepares or drops prepared statements (follow_names() once it is sent).
+    std::shared_ptr<const parser::Classification> names;
     bool waits() const { return drain || (!records.empty() && !pipelined); }
   };
 
@@ -150,6 +152,7 @@ class StatementGate {
     // text, fingerprint (a second parse), classes and tables do not change between runs.
     std::shared_ptr<const audit::Event> base_event;
     std::shared_ptr<const GuardSpec> guard;  // row limit for each Execute
+    bool names_statements = false;  // PREPARE, DEALLOCATE or DISCARD ALL: see follow_names()
   };
 
   // Builds the marker replacement and remembers the refusal it stands for.
@@ -258,7 +261,14 @@ class StatementGate {
   std::uint64_t next_group_ = 1;
   std::uint64_t extended_group_ = 0;  // 0: none open since the last Sync
   std::deque<Running> running_;
-  std::deque<std::uint64_t> groups_;  // one per ReadyForQuery the server owes
+  // One per ReadyForQuery the server owes: the Query or Sync epoch it ends, and binds_ when
+  // it was sent (the portals bound before it are gone when it reports no transaction).
+  struct Owed {
+    std::uint64_t group = 0;
+    std::uint64_t binds = 0;
+  };
+  std::deque<Owed> groups_;
+  std::uint64_t binds_ = 0;  // Bind messages the client sent
   std::map<std::string, std::shared_ptr<Prepared>, std::less<>> statements_;  // by name
   // Client Parses (and refusal markers sent as a Parse in place of another message) whose
   // answer is still out, oldest first. statements_ holds a Parse's statement from the start:
@@ -281,8 +291,12 @@ class StatementGate {
   struct Portal {
     std::string statement;               // its name, for the audit record
     std::shared_ptr<Prepared> prepared;  // null: bound to a statement pgmoat does not know
+    std::uint64_t bound = 0;             // binds_ counting its Bind
   };
-  std::map<std::string, Portal, std::less<>> portals_;  // by portal name
+  // By portal name. A named portal is dropped with its transaction (on_ready); the unnamed
+  // one, rebound by nearly every Execute, stays (an Execute of it without a Bind fails).
+  std::map<std::string, Portal, std::less<>> portals_;
+  void drop_portals_bound_before(std::uint64_t binds);
   // SQL-level PREPARE name AS ...: what the body does, so EXECUTE name is judged like it.
   struct SqlPrepared {
     parser::ClassSet classes = 0;
@@ -291,9 +305,21 @@ class StatementGate {
     std::string target;
   };
   std::map<std::string, SqlPrepared, std::less<>> sql_prepared_;
-  // A copy of `c` in which each EXECUTE of a known prepared statement carries its body's
-  // classes and tables; nullptr when there is none.
+  // A copy of `c` in which each statement that runs a prepared statement (EXECUTE, EXPLAIN
+  // ANALYZE EXECUTE, CREATE TABLE AS EXECUTE) carries the classes and tables of whatever the
+  // name may stand for: a SQL PREPARE's body, a protocol Parse's statement, or both when
+  // pgmoat cannot tell which one the server kept. nullptr when `c` runs none.
   std::shared_ptr<const parser::Classification> resolve_execute(const parser::Classification& c);
+  // The first statement of `c` that runs a prepared statement pgmoat never saw prepared (or
+  // saw dropped), or null: what it runs cannot be judged.
+  const parser::Statement* executes_unknown(const parser::Classification& c) const;
+  // The names `c` prepares (PREPARE) and drops (DEALLOCATE [ALL], DISCARD ALL), as it is sent.
+  // Dropping forgets a name at once, before the server has answered: a name pgmoat does not
+  // know is refused wherever it is run, so a drop that fails costs a refusal, never an
+  // unjudged statement.
+  void follow_names(const parser::Classification& c);
+  // Only the PREPAREs, at a Parse of a text: its names are judged through EXECUTE from then
+  // on. The rest of follow_names() waits until the Parse's portal runs.
   void remember_prepares(const parser::Classification& c);
   // With [audit] parameters = true: the values bound to each portal, for its Execute record.
   std::map<std::string, std::vector<std::optional<std::string>>, std::less<>> portal_values_;

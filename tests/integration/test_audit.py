@@ -578,3 +578,30 @@ match = {{ tls_subject = "*CN=oncall-alice*" }}
     tls = refused[0]["tls"]
     assert "CN=oncall-alice" in tls["subject"] and tls["fingerprint"] == want_fp, tls
     assert tls["version"].startswith("TLS"), tls
+
+
+def test_a_named_portal_ends_with_its_transaction(pg, pgmoat_factory):
+    """A named portal is gone when its transaction ends. A cursor declared WITH HOLD can take
+    its name later, and an Execute of that name then fetches from the cursor (judged when it
+    was declared). The trail must not record the UPDATE the old portal ran a second time:
+    pgmoat used to, and kept every portal a client did not Close for the life of the
+    connection."""
+    import pgwire
+
+    p = mu.start(pgmoat_factory)
+    t = make_table(pg, "aud_portal_end_t", rows=10)
+    with pgwire.RawConn(p.endpoint.host, p.endpoint.port) as c:
+        c.startup("postgres")
+        c.send(pgwire.parse("upd", f"UPDATE {t} SET code = 'x' WHERE id = 1") +
+               pgwire.bind("p1", "upd") + pgwire.execute("p1") + pgwire.SYNC)
+        msgs = c.read_until(b"Z")
+        assert pgwire.first_error(msgs) is None and (b"C", b"UPDATE 1\0") in msgs, msgs
+        msgs = c.simple_query(
+            f"BEGIN; DECLARE p1 CURSOR WITH HOLD FOR SELECT id FROM {t} ORDER BY id; COMMIT")
+        assert pgwire.first_error(msgs) is None, msgs
+        c.send(pgwire.execute("p1") + pgwire.SYNC)
+        msgs = c.read_until(b"Z")
+        assert pgwire.first_error(msgs) is None, msgs
+        assert len(pgwire.data_rows(msgs)) == 10, msgs
+    updates = mu.records_for(p, type="statement", statement_re=f"^UPDATE {t}")
+    assert len(updates) == 1, updates

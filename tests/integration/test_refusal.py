@@ -299,6 +299,109 @@ def test_sql_prepared_statement_bound_by_protocol_is_refused(pg, moat):
     assert nrows(pg, t) == 1500
 
 
+# How the name "wipe" is freed before SQL PREPARE takes it: SQL DEALLOCATE (psycopg 3 evicts
+# its prepared statements that way) as a simple Query or through Parse/Bind/Execute,
+# DEALLOCATE ALL, DISCARD ALL.
+FREED_BY = {
+    "deallocate": [None, "DEALLOCATE wipe"],
+    "deallocate_extended": ["extended", "DEALLOCATE wipe"],
+    "deallocate_all": [None, "DEALLOCATE ALL"],
+    "discard_all": [None, "DISCARD ALL"],
+}
+
+
+@pytest.mark.parametrize("how", sorted(FREED_BY))
+def test_protocol_statement_freed_by_sql_is_forgotten(pg, moat, how):
+    """A name prepared with Parse, dropped with SQL, then taken by SQL PREPARE: a protocol Bind
+    of it runs the new body, so its Execute is refused like that of any SQL-prepared statement.
+    pgmoat used to judge it as the statement first parsed under the name: the DELETE ran past
+    the row limit, unaudited."""
+    import pgwire
+
+    sync = pgwire.SYNC
+    route, drop = FREED_BY[how]
+    t = make_table(pg, f"freed_{how}_t", rows=1500)  # above the shipped max_rows = 1000
+    with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
+        c.startup("postgres")
+        c.send(pgwire.parse("wipe", "SELECT 1") + sync)
+        assert pgwire.first_error(c.read_until(b"Z")) is None
+        if route == "extended":
+            c.send(pgwire.parse("", drop) + pgwire.bind("", "") + pgwire.execute("") + sync)
+            msgs = c.read_until(b"Z")
+        else:
+            msgs = c.simple_query(drop)
+        assert pgwire.first_error(msgs) is None, msgs
+        assert pgwire.first_error(c.simple_query(f"PREPARE wipe AS DELETE FROM {t} WHERE id > 0")) is None
+        c.send(pgwire.bind("", "wipe") + pgwire.execute("") + sync)
+        err = pgwire.first_error(c.read_until(b"Z"))
+        assert err is not None and err["C"] == "0A000", err
+        assert 'statement "wipe"' in err["M"] and "SQL PREPARE" in err.get("D", ""), err
+    assert nrows(pg, t) == 1500
+
+
+@pytest.mark.parametrize("runner", ["EXECUTE wipe", "EXPLAIN (ANALYZE) EXECUTE wipe"])
+def test_protocol_statement_run_by_sql_is_judged(pg, moat, runner):
+    """A statement prepared with Parse can be run by SQL: EXECUTE, EXPLAIN ANALYZE EXECUTE.
+    Each is judged as what it runs (here the row guard refuses it).
+    pgmoat used to judge only SQL-prepared names: a guarded DELETE ran past the row limit."""
+    import pgwire
+
+    t = make_table(pg, "sqlrun_t", rows=1500)  # above the shipped max_rows = 1000
+    with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
+        c.startup("postgres")
+        c.send(pgwire.parse("wipe", f"DELETE FROM {t} WHERE id > 0 RETURNING id") + pgwire.SYNC)
+        assert pgwire.first_error(c.read_until(b"Z")) is None
+        err = pgwire.first_error(c.simple_query(runner))
+        assert err is not None and err["C"] == "42501" and "row-limit" in err["M"], err
+    assert nrows(pg, t) == 1500
+
+
+def test_execute_of_a_name_pgmoat_does_not_know_is_refused(pg, moat):
+    """EXECUTE of a name no PREPARE or Parse made in the session (or one deallocated since)
+    cannot be judged: refused with 26000, as Postgres refuses a name it does not have. Names
+    prepared earlier in the same query string are known."""
+    t = make_table(pg, "unknown_exec_t", rows=3)
+    with moat.endpoint.connect(autocommit=True) as conn:
+        with pytest.raises(pgerr.InvalidSqlStatementName) as e:
+            conn.execute("EXECUTE never_prepared")
+        assert e.value.diag.message_primary.startswith('pgmoat: prepared statement "never_prepared"')
+        conn.execute(f"PREPARE gone AS DELETE FROM {t} WHERE id = 1")
+        conn.execute("DEALLOCATE gone")
+        with pytest.raises(pgerr.InvalidSqlStatementName) as e:
+            conn.execute("EXECUTE gone")
+        assert e.value.diag.message_primary.startswith('pgmoat: prepared statement "gone"')
+        conn.execute(f"PREPARE kept AS SELECT count(*) FROM {t}")
+        conn.execute("DISCARD PLANS")  # keeps prepared statements
+        assert conn.execute("EXECUTE kept").fetchone() == (3,)
+        conn.execute("DEALLOCATE ALL")
+        with pytest.raises(pgerr.InvalidSqlStatementName):
+            conn.execute("EXECUTE kept")
+        # PREPARE and EXECUTE in one query string (the simple protocol allows several)
+        cur = conn.cursor()
+        cur.execute(f"PREPARE both_in_one AS SELECT count(*) FROM {t}; EXECUTE both_in_one")
+        assert cur.nextset() and cur.fetchone() == (3,)
+    assert nrows(pg, t) == 3
+
+
+def test_psycopg_evicting_its_prepared_statements_keeps_working(pg, moat):
+    """psycopg 3 prepares a query on its fifth run (prepare_threshold) and keeps at most
+    prepared_max of them, deallocating the oldest with SQL DEALLOCATE. pgmoat follows: every
+    query still runs, and the server holds no more than prepared_max."""
+    t = make_table(pg, "evict_t", rows=4)
+    with moat.endpoint.connect(autocommit=True) as conn:
+        conn.prepare_threshold = 0
+        conn.prepared_max = 2
+        for rnd in range(3):
+            for i in range(1, 5):
+                got = conn.execute(f"SELECT note FROM {t} WHERE id = %s AND {i} = {i}", (i,)).fetchone()
+                assert got == (f"row {i}",), (rnd, i, got)
+                conn.execute(f"UPDATE {t} SET note = note WHERE id = %s AND {i} = {i}", (i,))
+        # prepared_max, and the query that counts them (pgmoat's row guard keeps its own)
+        held = conn.execute("SELECT count(*) FROM pg_prepared_statements "
+                            "WHERE name LIKE '\\_pg3\\_%'").fetchone()[0]
+        assert held <= 3, held
+
+
 def test_ordinary_traffic_allowed(pg, moat):
     t = make_table(pg, "plain_t", rows=3)
     with moat.endpoint.connect() as conn:

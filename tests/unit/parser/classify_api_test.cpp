@@ -72,6 +72,21 @@ TEST(Statements, PreparedStatementNamesAreFoldedLikePostgres) {
   EXPECT_EQ(c.statements[2].command, "DEALLOCATE");
 }
 
+// The gate forgets prepared statement names with the server: DEALLOCATE and DISCARD ALL drop
+// them; the other DISCARDs do not. Statements that run a prepared statement carry its name.
+TEST(Statements, WhatDropsOrRunsAPreparedStatement) {
+  auto c = classify(
+      "DISCARD ALL; discard plans; DISCARD SEQUENCES; DISCARD TEMP; EXPLAIN ANALYZE EXECUTE "
+      "Wipe(1); CREATE TABLE t2 AS EXECUTE wipe; EXPLAIN EXECUTE wipe");
+  ASSERT_TRUE(c.ok);
+  ASSERT_EQ(c.statements.size(), 7u);
+  EXPECT_TRUE(c.statements[0].discard_all);
+  for (std::size_t i = 1; i < 4; ++i) EXPECT_FALSE(c.statements[i].discard_all) << i;
+  EXPECT_EQ(c.statements[4].prepared_name, "wipe");
+  EXPECT_EQ(c.statements[5].prepared_name, "wipe");
+  EXPECT_EQ(c.statements[6].prepared_name, "");  // plain EXPLAIN runs nothing
+}
+
 TEST(Statements, EmptyQueryHasNoStatements) {
   for (const char* sql : {"", "   ", ";", "-- only a comment", "/* x */ ;;"}) {
     auto c = classify(sql);
