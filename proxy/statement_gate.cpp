@@ -201,6 +201,16 @@ StatementGate::Verdict StatementGate::refuse_unparsed(const ExecutePlan& plan) {
                    "parsing it again."},
                   nullptr, true);
   }
+  if (!plan.changed.empty()) {
+    return refuse({"55000",
+                   fmt::format("pgmoat: prepared statement \"{}\" changed since statement \"{}\", "
+                               "which runs it, was parsed; Execute of portal \"{}\" refused",
+                               plan.changed, statement, portal),
+                   fmt::format("pgmoat judged \"{}\" at its Parse, as what \"{}\" stood for then.",
+                               statement, plan.changed),
+                   fmt::format("Parse \"{}\" again.", statement)},
+                  nullptr, true);
+  }
   const bool sql = sql_prepared_.find(statement) != sql_prepared_.end();
   return refuse(
       {"0A000",
@@ -508,17 +518,29 @@ void StatementGate::follow_names(const parser::Classification& c) {
       if (auto it = sql_prepared_.find(st.prepared_name); it != sql_prepared_.end()) {
         sql_prepared_.erase(it);
       }
-    } else if (st.command == "PREPARE" && !st.prepared_name.empty()) {
-      sql_prepared_[st.prepared_name] = SqlPrepared{st.classes, st.tables, st.functions, st.target};
+    } else {
+      remember_prepare(st);
     }
   }
 }
 
 void StatementGate::remember_prepares(const parser::Classification& c) {
-  for (const auto& st : c.statements) {
-    if (st.command != "PREPARE" || st.prepared_name.empty()) continue;
-    sql_prepared_[st.prepared_name] = SqlPrepared{st.classes, st.tables, st.functions, st.target};
+  for (const auto& st : c.statements) remember_prepare(st);
+}
+
+void StatementGate::remember_prepare(const parser::Statement& st) {
+  if (st.command != "PREPARE" || st.prepared_name.empty()) return;
+  sql_prepared_[st.prepared_name] =
+      SqlPrepared{st.classes, st.tables, st.functions, st.target, ++versions_};
+}
+
+StatementGate::Prepared::Runs StatementGate::runs_now(const std::string& name) const {
+  Prepared::Runs r{name, 0, 0};
+  if (auto it = statements_.find(name); it != statements_.end() && it->second != nullptr) {
+    r.parsed = it->second->version;
   }
+  if (auto it = sql_prepared_.find(name); it != sql_prepared_.end()) r.sql = it->second.version;
+  return r;
 }
 
 bool StatementGate::is_audited(const parser::Statement& st) const {
@@ -951,8 +973,10 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(const wire::Pars
   // The limit applies to each Execute of the statement, not to the Parse.
   if (!v.refused) p.guard = std::move(last_guard_);
   v.guard.reset();
+  p.version = ++versions_;
   // A refused Parse never creates the statement: executing it runs nothing to audit.
   for (const auto& st : c->statements) {
+    if (runs_prepared(st)) p.runs.push_back(runs_now(st.prepared_name));
     p.audited = p.audited || is_audited(st);
     p.names_statements = p.names_statements || st.discard_all || st.command == "PREPARE" ||
                          st.command == "DEALLOCATE";
@@ -999,6 +1023,15 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
     return plan;
   }
   Prepared& prep = *pit->second.prepared;
+  for (const auto& was : prep.runs) {
+    // Judged at its Parse as what the name stood for then.
+    const Prepared::Runs now = runs_now(was.name);
+    if (now.parsed != was.parsed || now.sql != was.sql) {
+      plan.unknown.emplace(*portal, pit->second.statement);
+      plan.changed = was.name;
+      return plan;
+    }
+  }
   plan.guard = prep.guard;  // the limit of the statement as it was at Bind
   if (prep.names_statements) plan.names = prep.classification;
   if (may_end_a_transaction(*prep.classification)) ++may_end_transaction_;

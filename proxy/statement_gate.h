@@ -70,6 +70,9 @@ class StatementGate {
     // if it still cannot tell).
     std::optional<std::pair<std::string, std::string>> unknown;  // portal, statement
     bool unanswered = false;
+    // With `unknown`: the prepared statement the portal's statement runs (EXECUTE name),
+    // prepared again or dropped since it was judged.
+    std::string changed;
     // Its statement prepares or drops prepared statements (follow_names() once it is sent).
     std::shared_ptr<const parser::Classification> names;
     bool waits() const { return drain || (!records.empty() && !pipelined); }
@@ -153,6 +156,15 @@ class StatementGate {
     std::shared_ptr<const audit::Event> base_event;
     std::shared_ptr<const GuardSpec> guard;  // row limit for each Execute
     bool names_statements = false;  // PREPARE, DEALLOCATE or DISCARD ALL: see follow_names()
+    std::uint64_t version = 0;      // from versions_: which Parse of the name this is
+    // The prepared statements it runs (a Parse of EXECUTE name), as they were when it was
+    // judged: an Execute after one of them changed is refused (plan_execute()).
+    struct Runs {
+      std::string name;
+      std::uint64_t parsed = 0;  // the version of each kind then; 0: none
+      std::uint64_t sql = 0;
+    };
+    std::vector<Runs> runs;
   };
 
   // Builds the marker replacement and remembers the refusal it stands for.
@@ -303,8 +315,12 @@ class StatementGate {
     std::vector<parser::TableRef> tables;
     std::vector<std::string> functions;
     std::string target;
+    std::uint64_t version = 0;  // from versions_: which PREPARE of the name this is
   };
   std::map<std::string, SqlPrepared, std::less<>> sql_prepared_;
+  std::uint64_t versions_ = 0;  // Parses and PREPAREs seen
+  // What `name` stands for now: the versions of its Parse'd and SQL-prepared statements.
+  Prepared::Runs runs_now(const std::string& name) const;
   // A copy of `c` in which each statement that runs a prepared statement (EXECUTE, EXPLAIN
   // ANALYZE EXECUTE, CREATE TABLE AS EXECUTE) carries the classes and tables of whatever the
   // name may stand for: a SQL PREPARE's body, a protocol Parse's statement, or both when
@@ -321,6 +337,7 @@ class StatementGate {
   // Only the PREPAREs, at a Parse of a text: its names are judged through EXECUTE from then
   // on. The rest of follow_names() waits until the Parse's portal runs.
   void remember_prepares(const parser::Classification& c);
+  void remember_prepare(const parser::Statement& st);
   // With [audit] parameters = true: the values bound to each portal, for its Execute record.
   std::map<std::string, std::vector<std::optional<std::string>>, std::less<>> portal_values_;
 };

@@ -299,6 +299,16 @@ def test_sql_prepared_statement_bound_by_protocol_is_refused(pg, moat):
     assert nrows(pg, t) == 1500
 
 
+def _prepare_wipe_then_run(c, t: str, name: str, statement: str):
+    """SQL PREPARE `name` as a guarded DELETE of every row of t, then Bind `statement` to the
+    unnamed portal and Execute it. Returns the error (None: it ran)."""
+    import pgwire
+
+    assert pgwire.first_error(c.simple_query(f"PREPARE {name} AS DELETE FROM {t} WHERE id > 0")) is None
+    c.send(pgwire.bind("", statement) + pgwire.execute("") + pgwire.SYNC)
+    return pgwire.first_error(c.read_until(b"Z"))
+
+
 # How the name "wipe" is freed before SQL PREPARE takes it: SQL DEALLOCATE (psycopg 3 evicts
 # its prepared statements that way) as a simple Query or through Parse/Bind/Execute,
 # DEALLOCATE ALL, DISCARD ALL.
@@ -331,9 +341,7 @@ def test_protocol_statement_freed_by_sql_is_forgotten(pg, moat, how):
         else:
             msgs = c.simple_query(drop)
         assert pgwire.first_error(msgs) is None, msgs
-        assert pgwire.first_error(c.simple_query(f"PREPARE wipe AS DELETE FROM {t} WHERE id > 0")) is None
-        c.send(pgwire.bind("", "wipe") + pgwire.execute("") + sync)
-        err = pgwire.first_error(c.read_until(b"Z"))
+        err = _prepare_wipe_then_run(c, t, "wipe", "wipe")
         assert err is not None and err["C"] == "0A000", err
         assert 'statement "wipe"' in err["M"] and "SQL PREPARE" in err.get("D", ""), err
     assert nrows(pg, t) == 1500
@@ -353,6 +361,27 @@ def test_protocol_statement_run_by_sql_is_judged(pg, moat, runner):
         assert pgwire.first_error(c.read_until(b"Z")) is None
         err = pgwire.first_error(c.simple_query(runner))
         assert err is not None and err["C"] == "42501" and "row-limit" in err["M"], err
+    assert nrows(pg, t) == 1500
+
+
+def test_parsed_execute_of_a_name_prepared_again_is_refused(pg, moat):
+    """A Parse of `EXECUTE x` is judged as what x stands for at that Parse. If x is prepared
+    again before the statement's portal runs, the Execute is refused (55000); it used to run
+    the new body: here a guarded DELETE past the row limit. Unchanged, it runs as judged."""
+    import pgwire
+
+    sync = pgwire.SYNC
+    t = make_table(pg, "reprepared_t", rows=1500)  # above the shipped max_rows = 1000
+    with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
+        c.startup("postgres")
+        assert pgwire.first_error(c.simple_query(f"PREPARE x AS SELECT count(*) FROM {t}")) is None
+        c.send(pgwire.parse("e", "EXECUTE x") + pgwire.bind("", "e") + pgwire.execute("") + sync)
+        msgs = c.read_until(b"Z")
+        assert pgwire.first_error(msgs) is None and pgwire.data_rows(msgs) == [["1500"]], msgs
+        assert pgwire.first_error(c.simple_query("DEALLOCATE x")) is None
+        err = _prepare_wipe_then_run(c, t, "x", "e")
+        assert err is not None and err["C"] == "55000", err
+        assert 'prepared statement "x" changed' in err["M"] and 'Parse "e" again' in err.get("H", ""), err
     assert nrows(pg, t) == 1500
 
 
