@@ -110,6 +110,9 @@ struct Classification {
   // their numbers (parser/literal_template.h): its one statement's `text` is the template's,
   // with $1, $2, ... for the numbers. with_own_text() (classify.h) gives the text its own.
   bool shared_template = false;
+  // Some statement prepares, runs or drops a prepared statement: has a `prepared_name`, or is
+  // DEALLOCATE ALL or DISCARD ALL. The gate follows names only then.
+  bool names_prepared = false;
   // Union over statements, for a quick "is any of these here" test.
   ClassSet all_classes() const {
     ClassSet s = 0;

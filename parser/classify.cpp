@@ -158,6 +158,8 @@ Classification classify_text(std::string_view sql, bool* numbers) {
       return out;
     }
     finish(st);
+    out.names_prepared = out.names_prepared || !st.prepared_name.empty() || st.discard_all ||
+                         st.command == "DEALLOCATE";
   }
   return out;
 }

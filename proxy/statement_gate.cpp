@@ -188,8 +188,9 @@ StatementGate::Verdict StatementGate::refuse_unrecorded(const wire::ParseMsg* pa
 }
 
 StatementGate::Verdict StatementGate::refuse_unparsed(const ExecutePlan& plan) {
-  const std::string& portal = plan.unknown->first;
-  const std::string& statement = plan.unknown->second;
+  const std::string& portal = plan.unknown->portal;
+  const std::string& statement = plan.unknown->statement;
+  const std::string& changed = plan.unknown->changed;
   if (plan.unanswered) {
     return refuse({"55000",
                    fmt::format("pgmoat: statement \"{}\" was parsed again and the server has not "
@@ -201,13 +202,13 @@ StatementGate::Verdict StatementGate::refuse_unparsed(const ExecutePlan& plan) {
                    "parsing it again."},
                   nullptr, true);
   }
-  if (!plan.changed.empty()) {
+  if (!changed.empty()) {
     return refuse({"55000",
                    fmt::format("pgmoat: prepared statement \"{}\" changed since statement \"{}\", "
                                "which runs it, was parsed; Execute of portal \"{}\" refused",
-                               plan.changed, statement, portal),
+                               changed, statement, portal),
                    fmt::format("pgmoat judged \"{}\" at its Parse, as what \"{}\" stood for then.",
-                               statement, plan.changed),
+                               statement, changed),
                    fmt::format("Parse \"{}\" again.", statement)},
                   nullptr, true);
   }
@@ -592,7 +593,7 @@ std::optional<StatementGate::Verdict> StatementGate::decide_now(
   if (!c->ok && contains_word(sql, RowGuard::kNamePrefix)) {
     return refuse_reserved(RowGuard::kNamePrefix, parse, false);
   }
-  if (const parser::Statement* st = executes_unknown(*c)) {
+  if (const parser::Statement* st = c->names_prepared ? executes_unknown(*c) : nullptr) {
     return refuse(
         {"26000",
          fmt::format("pgmoat: prepared statement \"{}\" is not known to pgmoat; {} refused",
@@ -605,7 +606,9 @@ std::optional<StatementGate::Verdict> StatementGate::decide_now(
   if (auto v = handle_approval(*c, parse)) return v;
   // EXECUTE of a statement prepared earlier (perhaps under an approval since ended) is judged
   // by what it runs, not as a harmless `other`.
-  if (auto resolved = resolve_execute(*c)) c = std::move(resolved);
+  if (c->names_prepared) {
+    if (auto resolved = resolve_execute(*c)) c = std::move(resolved);
+  }
   // A COMMIT first waits for the records of its transaction's writes (decide_rest()).
   if (must_drain(*c)) return std::nullopt;
   if (allowed_without_record(*c)) return Verdict{};
@@ -910,7 +913,7 @@ std::optional<StatementGate::Verdict> StatementGate::query_now(std::string_view 
   if (may_end_a_transaction(*judged)) ++may_end_transaction_;  // a Parse: at its Execute
   ++boundaries_;
   const std::uint64_t group = next_group_++;
-  groups_.push_back({group, binds_});
+  groups_.push_back(group);
   std::optional<Verdict> v = decide_now(judged, sql, nullptr);
   if (!v) {
     query_later_ = LaterQuery{std::move(found), std::move(judged), group};
@@ -936,7 +939,7 @@ asio::awaitable<StatementGate::Verdict> StatementGate::query_later(std::string_v
 void StatementGate::after_query(const parser::Classification& c, const Verdict& v,
                                 std::uint64_t group) {
   if (v.refused) return;
-  follow_names(c);
+  if (c.names_prepared) follow_names(c);
   if (!v.guard) ++may_change_counts_;
   for (std::size_t i = 0; i < c.statements.size(); ++i) {
     Running r{next_statement_id_++, group, is_audited(c.statements[i]), {}, nullptr};
@@ -965,7 +968,7 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(const wire::Pars
     Verdict later = co_await decide_rest(std::move(judged), {}, parse.query, &parse);
     v = std::move(later);
   }
-  if (!v.refused) remember_prepares(*c);
+  if (!v.refused && c->names_prepared) remember_prepares(*c);
   Prepared p;
   p.classification = c;
   p.approval_id = last_approval_id_;
@@ -975,11 +978,10 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(const wire::Pars
   v.guard.reset();
   p.version = ++versions_;
   // A refused Parse never creates the statement: executing it runs nothing to audit.
+  p.names_prepared = c->names_prepared;
   for (const auto& st : c->statements) {
-    if (runs_prepared(st)) p.runs.push_back(runs_now(st.prepared_name));
     p.audited = p.audited || is_audited(st);
-    p.names_statements = p.names_statements || st.discard_all || st.command == "PREPARE" ||
-                         st.command == "DEALLOCATE";
+    if (p.names_prepared && runs_prepared(st)) p.runs.push_back(runs_now(st.prepared_name));
   }
   p.audited = !v.refused && (p.audited || !c->ok || !p.approval_id.empty());
   // The name stands for the new statement from now on: a Bind in the same Sync group runs it,
@@ -1011,29 +1013,33 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
     // Bound to a statement no Parse made. Either it does not exist (the server refuses the
     // Bind, and skips this Execute) or SQL PREPARE made it: its body was judged as the
     // body of a later EXECUTE, which this is not. Fail closed.
-    plan.unknown.emplace(*portal, pit->second.statement);
+    plan.unknown = ExecutePlan::Unknown{std::string(*portal), pit->second.statement, {}};
     return plan;
   }
   if (const ParseInFlight* f = contested(pit->second.prepared.get());
       f != nullptr && f->boundary != boundaries_) {
     // A Sync came between: whichever statement the server has runs, not skipped with the
     // Parse. pgmoat cannot tell which yet. Fail closed.
-    plan.unknown.emplace(*portal, pit->second.statement);
+    plan.unknown = ExecutePlan::Unknown{std::string(*portal), pit->second.statement, {}};
     plan.unanswered = true;
     return plan;
   }
   Prepared& prep = *pit->second.prepared;
-  for (const auto& was : prep.runs) {
-    // Judged at its Parse as what the name stood for then.
-    const Prepared::Runs now = runs_now(was.name);
-    if (now.parsed != was.parsed || now.sql != was.sql) {
-      plan.unknown.emplace(*portal, pit->second.statement);
-      plan.changed = was.name;
-      return plan;
+  if (prep.names_prepared) {
+    for (const auto& was : prep.runs) {
+      // Judged at its Parse as what the name stood for then.
+      const Prepared::Runs now = runs_now(was.name);
+      if (now.parsed != was.parsed || now.sql != was.sql) {
+        plan.unknown = ExecutePlan::Unknown{std::string(*portal), pit->second.statement, was.name};
+        return plan;
+      }
     }
+    // A PREPARE, DEALLOCATE or DISCARD ALL takes effect now, before the server has run it (as
+    // a simple Query's does): a refusal still to come costs a later refusal at worst, never
+    // an unjudged statement.
+    follow_names(*prep.classification);
   }
   plan.guard = prep.guard;  // the limit of the statement as it was at Bind
-  if (prep.names_statements) plan.names = prep.classification;
   if (may_end_a_transaction(*prep.classification)) ++may_end_transaction_;
   if (!plan.guard) ++may_change_counts_;
   plan.drain = (flight_.since != 0 || flight_.failed) && commits(*prep.classification);
@@ -1074,7 +1080,6 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
 StatementGate::Verdict StatementGate::finish_execute_now(ExecutePlan plan) {
   if (services_ == nullptr) return {};
   if (plan.unknown) return refuse_unparsed(plan);
-  if (plan.names) follow_names(*plan.names);
   if (!plan.records.empty()) append_pipelined(std::move(plan.records));
   running_.push_back(std::move(plan.running));
   Verdict v;
@@ -1152,7 +1157,7 @@ void StatementGate::on_client_message(wire::Bytes message) {
         auto pit = portals_.find(b->portal);
         if (pit == portals_.end()) pit = portals_.emplace(b->portal, Portal{}).first;
         if (pit->second.statement != b->statement) pit->second.statement.assign(b->statement);
-        pit->second.bound = ++binds_;
+        pit->second.bound = boundaries_;
         auto sit = statements_.find(b->statement);
         // A name SQL PREPARE took may run its body, which is judged only through EXECUTE: the
         // portal's Execute is refused (refuse_unparsed).
@@ -1171,13 +1176,13 @@ void StatementGate::on_client_message(wire::Bytes message) {
     case wire::fe::kSync:
       ++boundaries_;
       if (extended_group_ == 0) extended_group_ = next_group_++;
-      groups_.push_back({extended_group_, binds_});
+      groups_.push_back(extended_group_);
       extended_group_ = 0;
       break;
     case wire::fe::kFunctionCall:
       ++boundaries_;
       ++may_change_counts_;
-      groups_.push_back({next_group_++, binds_});
+      groups_.push_back(next_group_++);
       break;
     default:
       break;
@@ -1256,17 +1261,18 @@ void StatementGate::on_ready(char status) {
     flight_ = AuditFlight{};
   }
   if (groups_.empty()) return;
-  const Owed owed = groups_.front();
+  std::uint64_t g = groups_.front();
   groups_.pop_front();
-  while (!running_.empty() && running_.front().group <= owed.group) running_.pop_front();
+  ++readies_;
+  while (!running_.empty() && running_.front().group <= g) running_.pop_front();
   // No transaction is open: every portal bound before this answer's Query or Sync is gone.
-  if (status == 'I') drop_portals_bound_before(owed.binds);
+  if (status == 'I' && has_named_portals()) drop_portals_bound_before(readies_);
 }
 
-void StatementGate::drop_portals_bound_before(std::uint64_t binds) {
-  if (portals_.empty() || (portals_.size() == 1 && portals_.begin()->first.empty())) return;
+void StatementGate::drop_portals_bound_before(std::uint64_t boundary) {
   for (auto it = portals_.begin(); it != portals_.end();) {
-    if (it->first.empty() || it->second.bound > binds) {
+    // bound: how many boundaries were sent before its Bind
+    if (it->first.empty() || it->second.bound >= boundary) {
       ++it;
       continue;
     }

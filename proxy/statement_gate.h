@@ -68,13 +68,15 @@ class StatementGate {
     // with `unanswered`, to one parsed again under a taken name in an earlier Sync group and
     // not answered yet: the session waits for the server's answers and plans again (refused
     // if it still cannot tell).
-    std::optional<std::pair<std::string, std::string>> unknown;  // portal, statement
+    struct Unknown {
+      std::string portal;
+      std::string statement;
+      // Set when the statement runs a prepared statement (a Parse of EXECUTE name) that was
+      // prepared again or dropped since it was judged: its name.
+      std::string changed;
+    };
+    std::optional<Unknown> unknown;
     bool unanswered = false;
-    // With `unknown`: the prepared statement the portal's statement runs (EXECUTE name),
-    // prepared again or dropped since it was judged.
-    std::string changed;
-    // Its statement prepares or drops prepared statements (follow_names() once it is sent).
-    std::shared_ptr<const parser::Classification> names;
     bool waits() const { return drain || (!records.empty() && !pipelined); }
   };
 
@@ -155,8 +157,8 @@ class StatementGate {
     // text, fingerprint (a second parse), classes and tables do not change between runs.
     std::shared_ptr<const audit::Event> base_event;
     std::shared_ptr<const GuardSpec> guard;  // row limit for each Execute
-    bool names_statements = false;  // PREPARE, DEALLOCATE or DISCARD ALL: see follow_names()
-    std::uint64_t version = 0;      // from versions_: which Parse of the name this is
+    bool names_prepared = false;             // its classification's: see plan_execute()
+    std::uint64_t version = 0;               // from versions_: which Parse of the name this is
     // The prepared statements it runs (a Parse of EXECUTE name), as they were when it was
     // judged: an Execute after one of them changed is refused (plan_execute()).
     struct Runs {
@@ -273,14 +275,10 @@ class StatementGate {
   std::uint64_t next_group_ = 1;
   std::uint64_t extended_group_ = 0;  // 0: none open since the last Sync
   std::deque<Running> running_;
-  // One per ReadyForQuery the server owes: the Query or Sync epoch it ends, and binds_ when
-  // it was sent (the portals bound before it are gone when it reports no transaction).
-  struct Owed {
-    std::uint64_t group = 0;
-    std::uint64_t binds = 0;
-  };
-  std::deque<Owed> groups_;
-  std::uint64_t binds_ = 0;  // Bind messages the client sent
+  std::deque<std::uint64_t> groups_;  // one per ReadyForQuery the server owes
+  // ReadyForQuery messages that answered a Query, Sync or FunctionCall of the client: the
+  // last one answered the readies_-th of them (boundaries_ counted it when it was sent).
+  std::uint64_t readies_ = 0;
   std::map<std::string, std::shared_ptr<Prepared>, std::less<>> statements_;  // by name
   // Client Parses (and refusal markers sent as a Parse in place of another message) whose
   // answer is still out, oldest first. statements_ holds a Parse's statement from the start:
@@ -303,12 +301,16 @@ class StatementGate {
   struct Portal {
     std::string statement;               // its name, for the audit record
     std::shared_ptr<Prepared> prepared;  // null: bound to a statement pgmoat does not know
-    std::uint64_t bound = 0;             // binds_ counting its Bind
+    std::uint64_t bound = 0;             // boundaries_ at its Bind
   };
   // By portal name. A named portal is dropped with its transaction (on_ready); the unnamed
   // one, rebound by nearly every Execute, stays (an Execute of it without a Bind fails).
   std::map<std::string, Portal, std::less<>> portals_;
-  void drop_portals_bound_before(std::uint64_t binds);
+  bool has_named_portals() const {
+    return portals_.size() > (portals_.empty() || !portals_.begin()->first.empty() ? 0u : 1u);
+  }
+  // Drops the named portals bound before the `boundary`-th Query, Sync or FunctionCall.
+  void drop_portals_bound_before(std::uint64_t boundary);
   // SQL-level PREPARE name AS ...: what the body does, so EXECUTE name is judged like it.
   struct SqlPrepared {
     parser::ClassSet classes = 0;

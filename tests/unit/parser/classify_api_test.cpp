@@ -85,6 +85,15 @@ TEST(Statements, WhatDropsOrRunsAPreparedStatement) {
   EXPECT_EQ(c.statements[4].prepared_name, "wipe");
   EXPECT_EQ(c.statements[5].prepared_name, "wipe");
   EXPECT_EQ(c.statements[6].prepared_name, "");  // plain EXPLAIN runs nothing
+  // The gate looks at names only when a statement has one (or drops them all).
+  EXPECT_TRUE(c.names_prepared);
+  for (const char* sql :
+       {"DEALLOCATE ALL", "discard all", "PREPARE p AS SELECT 1", "EXECUTE p", "DEALLOCATE p"}) {
+    EXPECT_TRUE(classify(sql).names_prepared) << sql;
+  }
+  for (const char* sql : {"SELECT 1", "DISCARD PLANS", "EXPLAIN EXECUTE p", "UPDATE t SET a = 1"}) {
+    EXPECT_FALSE(classify(sql).names_prepared) << sql;
+  }
 }
 
 TEST(Statements, EmptyQueryHasNoStatements) {
