@@ -1106,8 +1106,11 @@ StatementGate::Verdict StatementGate::on_close(wire::Bytes message) {
   if (services_ == nullptr || !t) return {};
   if (auto v = refuse_reserved(t->second, nullptr, true)) return std::move(*v);
   if (t->first == 'S') {
+    // Closes the name whichever way it was prepared (Postgres has one namespace).
     auto it = statements_.find(t->second);
     if (it != statements_.end()) statements_.erase(it);
+    auto sql = sql_prepared_.find(t->second);
+    if (sql != sql_prepared_.end()) sql_prepared_.erase(sql);
   } else {
     auto it = portals_.find(t->second);
     if (it != portals_.end()) portals_.erase(it);

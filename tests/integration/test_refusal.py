@@ -412,6 +412,21 @@ def test_execute_of_a_name_pgmoat_does_not_know_is_refused(pg, moat):
     assert nrows(pg, t) == 3
 
 
+def test_protocol_close_of_a_sql_prepared_statement_forgets_it(pg, moat):
+    """A protocol Close of a statement closes it whichever way it was prepared: an EXECUTE of
+    the name afterwards is refused by pgmoat (26000), not judged as the closed body."""
+    import pgwire
+
+    with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
+        c.startup("postgres")
+        assert pgwire.first_error(c.simple_query("PREPARE closed_p AS SELECT 1")) is None
+        c.send(pgwire.close("S", "closed_p") + pgwire.SYNC)
+        assert pgwire.first_error(c.read_until(b"Z")) is None
+        err = pgwire.first_error(c.simple_query("EXECUTE closed_p"))
+        assert err is not None and err["C"] == "26000", err
+        assert err["M"].startswith('pgmoat: prepared statement "closed_p"'), err
+
+
 def test_psycopg_evicting_its_prepared_statements_keeps_working(pg, moat):
     """psycopg 3 prepares a query on its fifth run (prepare_threshold) and keeps at most
     prepared_max of them, deallocating the oldest with SQL DEALLOCATE. pgmoat follows: every
