@@ -817,6 +817,10 @@ void Walker::dispatch(std::string_view type, const Json& body, bool statement_le
     if (const Json* n = member(body, "name")) {
       set_target(sv(*n));
       st_.prepared_name = std::string(sv(*n));
+      // A function body runs it when called, where pgmoat cannot see what the name is then.
+      if (body_depth_ > 0 && type == "ExecuteStmt") {
+        mark_opaque("function body runs prepared statement \"" + st_.prepared_name + "\"");
+      }
     }
   }
   walk_members(body);

@@ -432,9 +432,11 @@ std::optional<StatementGate::Verdict> StatementGate::handle_approval(
 namespace {
 
 // A statement that runs the prepared statement it names: EXECUTE, EXPLAIN ANALYZE EXECUTE,
-// CREATE TABLE AS EXECUTE.
+// CREATE TABLE AS EXECUTE. (A function whose body names one runs it only when called, and its
+// CREATE is marked opaque.)
 bool runs_prepared(const parser::Statement& st) {
-  return !st.prepared_name.empty() && st.command != "PREPARE" && st.command != "DEALLOCATE";
+  return !st.prepared_name.empty() && (st.command == "EXECUTE" || st.command == "EXPLAIN ANALYZE" ||
+                                       st.command == "CREATE TABLE AS");
 }
 
 // What the statements before `end` in `c` do to `name`: it is prepared (true), dropped

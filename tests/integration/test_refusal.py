@@ -405,6 +405,9 @@ def test_execute_of_a_name_pgmoat_does_not_know_is_refused(pg, moat):
         conn.execute("DEALLOCATE ALL")
         with pytest.raises(pgerr.InvalidSqlStatementName):
             conn.execute("EXECUTE kept")
+        # Creating a function that deallocates a name runs nothing: not refused as unknown.
+        conn.execute("CREATE OR REPLACE FUNCTION pgmoat_it_dealloc() RETURNS void LANGUAGE plpgsql "
+                     "AS $$ BEGIN EXECUTE 'DEALLOCATE never_prepared'; END $$")
         # PREPARE and EXECUTE in one query string (the simple protocol allows several)
         cur = conn.cursor()
         cur.execute(f"PREPARE both_in_one AS SELECT count(*) FROM {t}; EXECUTE both_in_one")

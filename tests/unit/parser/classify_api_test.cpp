@@ -85,6 +85,22 @@ TEST(Statements, WhatDropsOrRunsAPreparedStatement) {
   EXPECT_EQ(c.statements[4].prepared_name, "wipe");
   EXPECT_EQ(c.statements[5].prepared_name, "wipe");
   EXPECT_EQ(c.statements[6].prepared_name, "");  // plain EXPLAIN runs nothing
+  // A function body that runs a prepared statement cannot be judged: it runs whatever the
+  // name stands for when the function is called.
+  for (const char* sql :
+       {"CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'EXECUTE wipe'",
+        "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'EXECUTE wipe'; "
+        "END $$"}) {
+    auto f = classify(sql);
+    ASSERT_TRUE(f.ok && f.statements.size() == 1) << sql;
+    EXPECT_TRUE(f.statements[0].opaque) << sql;
+    EXPECT_NE(f.statements[0].opaque_reason.find("prepared statement \"wipe\""), std::string::npos)
+        << f.statements[0].opaque_reason;
+  }
+  EXPECT_FALSE(classify("CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE "
+                        "'DEALLOCATE wipe'; END $$")
+                   .statements.at(0)
+                   .opaque);
   // The gate looks at names only when a statement has one (or drops them all).
   EXPECT_TRUE(c.names_prepared);
   for (const char* sql :
