@@ -705,6 +705,9 @@ void Walker::dispatch(std::string_view type, const Json& body, bool statement_le
     // PREPARE has the classes of the statement it prepares.
     set_command("PREPARE");
     if (const Json* n = member(body, "name")) st_.prepared_name = std::string(sv(*n));
+    // In a function body it changes what a name runs, unseen, whenever the function is called.
+    if (body_depth_ > 0)
+      mark_opaque("function body prepares statement \"" + st_.prepared_name + "\"");
     if (const Json* q = member(body, "query")) statement(*q, {});
     return walk_members(body, {"query"});
   }
@@ -812,14 +815,17 @@ void Walker::dispatch(std::string_view type, const Json& body, bool statement_le
   if (type == "DiscardStmt") {
     const Json* target = member(body, "target");
     st_.discard_all = target != nullptr && target->IsString() && sv(*target) == "DISCARD_ALL";
+    if (body_depth_ > 0 && st_.discard_all) mark_opaque("function body drops prepared statements");
   }
   if (type == "ExecuteStmt" || type == "DeallocateStmt") {
     if (const Json* n = member(body, "name")) {
       set_target(sv(*n));
       st_.prepared_name = std::string(sv(*n));
-      // A function body runs it when called, where pgmoat cannot see what the name is then.
-      if (body_depth_ > 0 && type == "ExecuteStmt") {
-        mark_opaque("function body runs prepared statement \"" + st_.prepared_name + "\"");
+      // A function body runs (or drops) it when called, where pgmoat cannot see what the name
+      // stands for then.
+      if (body_depth_ > 0) {
+        mark_opaque(std::string("function body ") + (type == "ExecuteStmt" ? "runs" : "drops") +
+                    " prepared statement \"" + st_.prepared_name + "\"");
       }
     }
   }

@@ -489,6 +489,17 @@ std::shared_ptr<const parser::Classification> StatementGate::resolve_execute(
       add_body(x, sql->second.classes, sql->second.tables, sql->second.functions,
                sql->second.target);
     }
+    // A Parse of the name still unanswered may be refused: the server then keeps what the name
+    // stood for before.
+    for (const auto& f : parses_in_flight_) {
+      if (f.marker || f.name != st.prepared_name || f.previous == nullptr ||
+          f.previous->classification == nullptr) {
+        continue;
+      }
+      for (const auto& body : f.previous->classification->statements) {
+        add_body(x, body.classes, body.tables, body.functions, body.target);
+      }
+    }
   }
   return copy;
 }
@@ -509,21 +520,41 @@ const parser::Statement* StatementGate::executes_unknown(const parser::Classific
   return nullptr;
 }
 
-void StatementGate::follow_names(const parser::Classification& c) {
+void StatementGate::follow_names(const parser::Classification& c, std::uint64_t group) {
   for (const auto& st : c.statements) {  // in order: DEALLOCATE x; PREPARE x AS ... keeps x
-    if (st.discard_all || (st.command == "DEALLOCATE" && st.prepared_name.empty())) {
-      statements_.clear();
-      sql_prepared_.clear();
-    } else if (st.command == "DEALLOCATE") {
-      if (auto it = statements_.find(st.prepared_name); it != statements_.end()) {
-        statements_.erase(it);
-      }
-      if (auto it = sql_prepared_.find(st.prepared_name); it != sql_prepared_.end()) {
-        sql_prepared_.erase(it);
-      }
+    if (st.discard_all || st.command == "DEALLOCATE") {
+      const bool all = st.discard_all || st.prepared_name.empty();
+      pending_drops_.push_back(
+          PendingDrop{group, versions_, all ? std::string() : st.prepared_name, all, false});
     } else {
       remember_prepare(st);
     }
+  }
+}
+
+void StatementGate::apply_drop(const PendingDrop& d) {
+  if (d.portal) {
+    auto it = portals_.find(d.name);
+    if (it == portals_.end() || it->second.version > d.version) return;  // bound again since
+    if (auto v = portal_values_.find(d.name); v != portal_values_.end()) portal_values_.erase(v);
+    portals_.erase(it);
+    return;
+  }
+  // What was prepared after the drop was sent stays.
+  auto older_parsed = [&](const auto& entry) {
+    return entry.second == nullptr || entry.second->version <= d.version;
+  };
+  auto older_sql = [&](const auto& entry) { return entry.second.version <= d.version; };
+  if (d.all) {
+    std::erase_if(statements_, older_parsed);
+    std::erase_if(sql_prepared_, older_sql);
+    return;
+  }
+  if (auto it = statements_.find(d.name); it != statements_.end() && older_parsed(*it)) {
+    statements_.erase(it);
+  }
+  if (auto it = sql_prepared_.find(d.name); it != sql_prepared_.end() && older_sql(*it)) {
+    sql_prepared_.erase(it);
   }
 }
 
@@ -533,8 +564,17 @@ void StatementGate::remember_prepares(const parser::Classification& c) {
 
 void StatementGate::remember_prepare(const parser::Statement& st) {
   if (st.command != "PREPARE" || st.prepared_name.empty()) return;
-  sql_prepared_[st.prepared_name] =
-      SqlPrepared{st.classes, st.tables, st.functions, st.target, ++versions_};
+  auto [it, fresh] = sql_prepared_.try_emplace(st.prepared_name);
+  SqlPrepared& p = it->second;
+  if (fresh) {
+    p = SqlPrepared{st.classes, st.tables, st.functions, st.target, 0};
+  } else {
+    p.classes |= st.classes;
+    p.tables.insert(p.tables.end(), st.tables.begin(), st.tables.end());
+    p.functions.insert(p.functions.end(), st.functions.begin(), st.functions.end());
+    if (!st.target.empty()) p.target = st.target;
+  }
+  p.version = ++versions_;
 }
 
 StatementGate::Prepared::Runs StatementGate::runs_now(const std::string& name) const {
@@ -941,7 +981,7 @@ asio::awaitable<StatementGate::Verdict> StatementGate::query_later(std::string_v
 void StatementGate::after_query(const parser::Classification& c, const Verdict& v,
                                 std::uint64_t group) {
   if (v.refused) return;
-  if (c.names_prepared) follow_names(c);
+  if (c.names_prepared) follow_names(c, group);
   if (!v.guard) ++may_change_counts_;
   for (std::size_t i = 0; i < c.statements.size(); ++i) {
     Running r{next_statement_id_++, group, is_audited(c.statements[i]), {}, nullptr};
@@ -1039,7 +1079,7 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
     // A PREPARE, DEALLOCATE or DISCARD ALL takes effect now, before the server has run it (as
     // a simple Query's does): a refusal still to come costs a later refusal at worst, never
     // an unjudged statement.
-    follow_names(*prep.classification);
+    follow_names(*prep.classification, plan.running.group);
   }
   plan.guard = prep.guard;  // the limit of the statement as it was at Bind
   if (may_end_a_transaction(*prep.classification)) ++may_end_transaction_;
@@ -1107,16 +1147,10 @@ StatementGate::Verdict StatementGate::on_close(wire::Bytes message) {
   auto t = wire::parse_target(message);
   if (services_ == nullptr || !t) return {};
   if (auto v = refuse_reserved(t->second, nullptr, true)) return std::move(*v);
-  if (t->first == 'S') {
-    // Closes the name whichever way it was prepared (Postgres has one namespace).
-    auto it = statements_.find(t->second);
-    if (it != statements_.end()) statements_.erase(it);
-    auto sql = sql_prepared_.find(t->second);
-    if (sql != sql_prepared_.end()) sql_prepared_.erase(sql);
-  } else {
-    auto it = portals_.find(t->second);
-    if (it != portals_.end()) portals_.erase(it);
-  }
+  // A statement is closed whichever way it was prepared (Postgres has one namespace).
+  if (extended_group_ == 0) extended_group_ = next_group_++;
+  pending_drops_.push_back(
+      PendingDrop{extended_group_, versions_, std::string(t->second), false, t->first != 'S'});
   return {};
 }
 
@@ -1163,6 +1197,7 @@ void StatementGate::on_client_message(wire::Bytes message) {
         if (pit == portals_.end()) pit = portals_.emplace(b->portal, Portal{}).first;
         if (pit->second.statement != b->statement) pit->second.statement.assign(b->statement);
         pit->second.bound = boundaries_;
+        pit->second.version = ++versions_;
         auto sit = statements_.find(b->statement);
         // A name SQL PREPARE took may run its body, which is judged only through EXECUTE: the
         // portal's Execute is refused (refuse_unparsed).
@@ -1197,6 +1232,8 @@ void StatementGate::on_client_message(wire::Bytes message) {
 // ---- Server side ---------------------------------------------------------------------------
 
 std::optional<std::string> StatementGate::on_error(const wire::ErrorFields* fields) {
+  // Errors come before the ReadyForQuery of their group, and every earlier group's has come.
+  if (!groups_.empty()) failed_group_ = groups_.front();
   if (fields == nullptr) return std::nullopt;
   if (!refusals_.empty()) {
     std::string msg = fields->message();
@@ -1270,6 +1307,10 @@ void StatementGate::on_ready(char status) {
   groups_.pop_front();
   ++readies_;
   while (!running_.empty() && running_.front().group <= g) running_.pop_front();
+  while (!pending_drops_.empty() && pending_drops_.front().group <= g) {
+    if (pending_drops_.front().group == g && failed_group_ != g) apply_drop(pending_drops_.front());
+    pending_drops_.pop_front();
+  }
   // No transaction is open: every portal bound before this answer's Query or Sync is gone.
   if (status == 'I' && has_named_portals()) drop_portals_bound_before(readies_);
 }

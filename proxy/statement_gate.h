@@ -279,6 +279,20 @@ class StatementGate {
   // ReadyForQuery messages that answered a Query, Sync or FunctionCall of the client: the
   // last one answered the readies_-th of them (boundaries_ counted it when it was sent).
   std::uint64_t readies_ = 0;
+  std::uint64_t failed_group_ = 0;  // the last group the server answered with an error
+  // A drop of prepared statement or portal names (DEALLOCATE [ALL], DISCARD ALL, Close) takes
+  // effect once the server has answered the Query or Sync group that sent it without an error.
+  // Until then, and for good if the drop failed or was skipped, the names stand, as they do
+  // on the server: pgmoat judges them as whatever they may still run.
+  struct PendingDrop {
+    std::uint64_t group = 0;
+    std::uint64_t version = 0;  // versions_ when it was sent: it drops what is older
+    std::string name;           // empty with `all`
+    bool all = false;           // DEALLOCATE ALL, DISCARD ALL
+    bool portal = false;        // Close of a portal
+  };
+  std::deque<PendingDrop> pending_drops_;
+  void apply_drop(const PendingDrop& d);
   std::map<std::string, std::shared_ptr<Prepared>, std::less<>> statements_;  // by name
   // Client Parses (and refusal markers sent as a Parse in place of another message) whose
   // answer is still out, oldest first. statements_ holds a Parse's statement from the start:
@@ -302,6 +316,7 @@ class StatementGate {
     std::string statement;               // its name, for the audit record
     std::shared_ptr<Prepared> prepared;  // null: bound to a statement pgmoat does not know
     std::uint64_t bound = 0;             // boundaries_ at its Bind
+    std::uint64_t version = 0;           // from versions_, at its Bind
   };
   // By portal name. A named portal is dropped with its transaction (on_ready); the unnamed
   // one, rebound by nearly every Execute, stays (an Execute of it without a Bind fails).
@@ -331,14 +346,14 @@ class StatementGate {
   // The first statement of `c` that runs a prepared statement pgmoat never saw prepared (or
   // saw dropped), or null: what it runs cannot be judged.
   const parser::Statement* executes_unknown(const parser::Classification& c) const;
-  // The names `c` prepares (PREPARE) and drops (DEALLOCATE [ALL], DISCARD ALL), as it is sent.
-  // Dropping forgets a name at once, before the server has answered: a name pgmoat does not
-  // know is refused wherever it is run, so a drop that fails costs a refusal, never an
-  // unjudged statement.
-  void follow_names(const parser::Classification& c);
+  // The names `c` prepares (PREPARE: at once) and drops (DEALLOCATE [ALL], DISCARD ALL: once
+  // `group`, the Query or Sync group sending it, has been answered without an error).
+  void follow_names(const parser::Classification& c, std::uint64_t group);
   // Only the PREPAREs, at a Parse of a text: its names are judged through EXECUTE from then
   // on. The rest of follow_names() waits until the Parse's portal runs.
   void remember_prepares(const parser::Classification& c);
+  // A PREPARE of a name pgmoat still knows fails on the server (the name is taken) unless the
+  // name was dropped unseen: the name is judged as both bodies from then on.
   void remember_prepare(const parser::Statement& st);
   // With [audit] parameters = true: the values bound to each portal, for its Execute record.
   std::map<std::string, std::vector<std::optional<std::string>>, std::less<>> portal_values_;

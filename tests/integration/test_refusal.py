@@ -385,6 +385,96 @@ def test_parsed_execute_of_a_name_prepared_again_is_refused(pg, moat):
     assert nrows(pg, t) == 1500
 
 
+# A drop the server refuses or skips leaves the name standing, and a PREPARE of a taken name
+# fails: each pair then runs the first DELETE on the server, and pgmoat must judge it so.
+DROP_THAT_FAILS = {
+    "prepare_over_taken": [],
+    "deallocate_in_aborted_block": ["BEGIN", "SELECT 1/0", "DEALLOCATE wipe", "ROLLBACK"],
+    "discard_all_in_block": ["BEGIN", "DISCARD ALL", "ROLLBACK"],
+    "deallocate_after_error": ["SELECT 1/0; DEALLOCATE wipe"],
+    "close_skipped": ["close after error"],
+}
+
+
+@pytest.mark.parametrize("how", sorted(DROP_THAT_FAILS))
+def test_a_name_that_was_not_dropped_runs_what_it_did(pg, moat, how):
+    """After a drop that failed (or was skipped), SQL PREPARE of the same name fails on the
+    server, and EXECUTE runs the statement the name had: a guarded DELETE, refused by the row
+    guard. pgmoat used to forget the name when the drop was sent, or take the failed PREPARE's
+    body, and let the DELETE run past the row limit."""
+    import pgwire
+
+    t = make_table(pg, f"notdropped_{how}_t", rows=1500)  # above the shipped max_rows = 1000
+    with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
+        c.startup("postgres")
+        if how == "prepare_over_taken":  # SQL PREPARE twice: the second one fails
+            assert pgwire.first_error(c.simple_query(f"PREPARE wipe AS DELETE FROM {t} WHERE id > 0")) is None
+        else:
+            c.send(pgwire.parse("wipe", f"DELETE FROM {t} WHERE id > 0") + pgwire.SYNC)
+            assert pgwire.first_error(c.read_until(b"Z")) is None
+        for step in DROP_THAT_FAILS[how]:
+            if step == "close after error":
+                c.send(pgwire.parse("", "SELECT 1/0") + pgwire.bind("", "") + pgwire.execute("") +
+                       pgwire.close("S", "wipe") + pgwire.SYNC)
+                c.read_until(b"Z")
+            else:
+                c.simple_query(step)
+        err = pgwire.first_error(c.simple_query("PREPARE wipe AS SELECT 1"))
+        assert err is not None and err["C"] == "42P05", err  # the name is still taken
+        err = pgwire.first_error(c.simple_query("EXECUTE wipe"))
+        assert err is not None and err["C"] == "42501" and "row-limit" in err["M"], err
+    assert nrows(pg, t) == 1500
+
+
+@pytest.mark.parametrize("runner", ["query", "parsed"])
+def test_a_name_parsed_again_unanswered_is_judged_as_both(pg, moat, runner):
+    """A Parse of a taken name fails on the server, which keeps the old statement. Sent in
+    one write with a later group that runs the name through SQL, the old statement is what
+    runs: pgmoat judges the name as both until the server answers (here the row guard refuses
+    it). It used to judge it as the new SELECT only."""
+    import pgwire
+
+    t = make_table(pg, f"inflight_{runner}_t", rows=1500)
+    with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
+        c.startup("postgres")
+        c.send(pgwire.parse("wipe", f"DELETE FROM {t} WHERE id > 0") + pgwire.SYNC)
+        assert pgwire.first_error(c.read_until(b"Z")) is None
+        run = (pgwire.query("EXECUTE wipe") if runner == "query" else
+               pgwire.parse("e", "EXECUTE wipe") + pgwire.bind("", "e") + pgwire.execute("") +
+               pgwire.SYNC)
+        c.send(pgwire.parse("wipe", "SELECT 1") + pgwire.SYNC + run)
+        err = pgwire.first_error(c.read_until(b"Z"))
+        assert err is not None and err["C"] == "42P05", err
+        err = pgwire.first_error(c.read_until(b"Z"))
+        assert err is not None and err["C"] in ("42501", "55000"), err
+    assert nrows(pg, t) == 1500
+
+
+def test_a_skipped_portal_close_leaves_the_portal(pg, moat):
+    """A Close of a portal skipped after an error leaves the portal on the server; after
+    ROLLBACK TO SAVEPOINT it still runs. pgmoat used to forget it when the Close was sent, and
+    an Execute of a portal it does not know runs unjudged (as a SQL cursor would)."""
+    import pgwire
+
+    sync = pgwire.SYNC
+    t = make_table(pg, "skipped_close_t", rows=1500)
+    with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
+        c.startup("postgres")
+        assert pgwire.first_error(c.simple_query("BEGIN")) is None
+        c.send(pgwire.parse("del", f"DELETE FROM {t} WHERE id > 0") + pgwire.bind("p", "del") + sync)
+        assert pgwire.first_error(c.read_until(b"Z")) is None
+        assert pgwire.first_error(c.simple_query("SAVEPOINT s")) is None
+        c.send(pgwire.parse("", "SELECT 1/0") + pgwire.bind("", "") + pgwire.execute("") +
+               pgwire.close("P", "p") + sync)
+        assert pgwire.first_error(c.read_until(b"Z")) is not None
+        assert pgwire.first_error(c.simple_query("ROLLBACK TO SAVEPOINT s")) is None
+        c.send(pgwire.execute("p") + sync)
+        err = pgwire.first_error(c.read_until(b"Z"))
+        assert err is not None and err["C"] == "42501" and "row-limit" in err["M"], err
+        c.simple_query("ROLLBACK")
+    assert nrows(pg, t) == 1500
+
+
 def test_execute_of_a_name_pgmoat_does_not_know_is_refused(pg, moat):
     """EXECUTE of a name no PREPARE or Parse made in the session (or one deallocated since)
     cannot be judged: refused with 26000, as Postgres refuses a name it does not have. Names

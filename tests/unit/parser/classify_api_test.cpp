@@ -97,8 +97,19 @@ TEST(Statements, WhatDropsOrRunsAPreparedStatement) {
     EXPECT_NE(f.statements[0].opaque_reason.find("prepared statement \"wipe\""), std::string::npos)
         << f.statements[0].opaque_reason;
   }
+  // Nor one that prepares or drops names: what they run changes unseen when it is called.
+  for (const char* sql :
+       {"CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'DEALLOCATE wipe'; "
+        "END $$",
+        "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'PREPARE wipe AS SELECT 1'",
+        "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'DISCARD ALL'; END "
+        "$$"}) {
+    auto f = classify(sql);
+    ASSERT_TRUE(f.ok && f.statements.size() == 1) << sql;
+    EXPECT_TRUE(f.statements[0].opaque) << sql;
+  }
   EXPECT_FALSE(classify("CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE "
-                        "'DEALLOCATE wipe'; END $$")
+                        "'DISCARD PLANS'; END $$")
                    .statements.at(0)
                    .opaque);
   // The gate looks at names only when a statement has one (or drops them all).
