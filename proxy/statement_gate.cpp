@@ -202,6 +202,17 @@ StatementGate::Verdict StatementGate::refuse_unparsed(const ExecutePlan& plan) {
                    "parsing it again."},
                   nullptr, true);
   }
+  if (plan.unknown->uncertain) {
+    return refuse({"55000",
+                   fmt::format("pgmoat: portal \"{}\" may still be an earlier one: its Bind (of "
+                               "statement \"{}\") came after an error; Execute refused",
+                               portal, statement),
+                   "After an error the server skips or refuses a Bind, and ROLLBACK TO SAVEPOINT "
+                   "keeps the portals made before the savepoint: pgmoat cannot tell which "
+                   "statement the portal runs.",
+                   "Bind the portal again before executing it."},
+                  nullptr, true);
+  }
   if (!changed.empty()) {
     return refuse({"55000",
                    fmt::format("pgmoat: prepared statement \"{}\" changed since statement \"{}\", "
@@ -1051,6 +1062,10 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
     ++may_change_counts_;
     return plan;
   }
+  if (pit->second.uncertain) {
+    plan.unknown = ExecutePlan::Unknown{std::string(*portal), pit->second.statement, {}, true};
+    return plan;
+  }
   if (pit->second.prepared == nullptr) {
     // Bound to a statement no Parse made. Either it does not exist (the server refuses the
     // Bind, and skips this Execute) or SQL PREPARE made it: its body was judged as the
@@ -1198,6 +1213,9 @@ void StatementGate::on_client_message(wire::Bytes message) {
         if (pit->second.statement != b->statement) pit->second.statement.assign(b->statement);
         pit->second.bound = boundaries_;
         pit->second.version = ++versions_;
+        if (extended_group_ == 0) extended_group_ = next_group_++;
+        pit->second.group = extended_group_;
+        pit->second.uncertain = false;
         auto sit = statements_.find(b->statement);
         // A name SQL PREPARE took may run its body, which is judged only through EXECUTE: the
         // portal's Execute is refused (refuse_unparsed).
@@ -1307,6 +1325,11 @@ void StatementGate::on_ready(char status) {
   groups_.pop_front();
   ++readies_;
   while (!running_.empty() && running_.front().group <= g) running_.pop_front();
+  if (failed_group_ == g) {
+    for (auto& [name, portal] : portals_) {
+      if (portal.group == g) portal.uncertain = true;
+    }
+  }
   while (!pending_drops_.empty() && pending_drops_.front().group <= g) {
     if (pending_drops_.front().group == g && failed_group_ != g) apply_drop(pending_drops_.front());
     pending_drops_.pop_front();

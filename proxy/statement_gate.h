@@ -74,6 +74,7 @@ class StatementGate {
       // Set when the statement runs a prepared statement (a Parse of EXECUTE name) that was
       // prepared again or dropped since it was judged: its name.
       std::string changed;
+      bool uncertain = false;  // the portal's last Bind was in a group that failed
     };
     std::optional<Unknown> unknown;
     bool unanswered = false;
@@ -317,6 +318,10 @@ class StatementGate {
     std::shared_ptr<Prepared> prepared;  // null: bound to a statement pgmoat does not know
     std::uint64_t bound = 0;             // boundaries_ at its Bind
     std::uint64_t version = 0;           // from versions_, at its Bind
+    std::uint64_t group = 0;             // the Sync group of its Bind
+    // That group failed: the server may have refused or skipped the Bind and kept an earlier
+    // portal of the name, which ROLLBACK TO SAVEPOINT lets run. Its Execute is refused.
+    bool uncertain = false;
   };
   // By portal name. A named portal is dropped with its transaction (on_ready); the unnamed
   // one, rebound by nearly every Execute, stays (an Execute of it without a Bind fails).

@@ -475,6 +475,37 @@ def test_a_skipped_portal_close_leaves_the_portal(pg, moat):
     assert nrows(pg, t) == 1500
 
 
+@pytest.mark.parametrize("portal", ["p", ""])
+def test_a_portal_bound_after_an_error_may_be_the_old_one(pg, moat, portal):
+    """A Bind the server refuses (a named portal that exists: 42P03; the unnamed one with the
+    wrong number of parameters: 08P01) keeps the old portal, and ROLLBACK TO SAVEPOINT lets it
+    run. pgmoat cannot tell, so the Execute is refused (55000); it used to be judged as the
+    new statement while the guarded DELETE ran past the row limit."""
+    import pgwire
+
+    sync = pgwire.SYNC
+    t = make_table(pg, f"rebind_{portal or 'unnamed'}_t", rows=1500)
+    with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
+        c.startup("postgres")
+        c.send(pgwire.parse("BEGIN", "BEGIN") + pgwire.bind("", "BEGIN") + pgwire.execute("") +
+               pgwire.parse("del", f"DELETE FROM {t} WHERE id > 0") + pgwire.parse("sel", "SELECT $1::int") +
+               pgwire.parse("sp", "SAVEPOINT s") + pgwire.parse("back", "ROLLBACK TO SAVEPOINT s") +
+               sync)
+        assert pgwire.first_error(c.read_until(b"Z")) is None
+        c.send(pgwire.bind(portal, "del") + pgwire.bind("sp_p", "sp") + pgwire.execute("sp_p") + sync)
+        assert pgwire.first_error(c.read_until(b"Z")) is None
+        # Binding "p" again fails (it exists); binding "" to sel without its parameter fails.
+        c.send(pgwire.bind(portal, "sel") + pgwire.execute(portal) + sync)
+        assert pgwire.first_error(c.read_until(b"Z")) is not None
+        c.send(pgwire.bind("back_p", "back") + pgwire.execute("back_p") + sync)
+        assert pgwire.first_error(c.read_until(b"Z")) is None
+        c.send(pgwire.execute(portal) + sync)
+        err = pgwire.first_error(c.read_until(b"Z"))
+        assert err is not None and err["C"] in ("55000", "42501"), err
+        c.simple_query("ROLLBACK")
+    assert nrows(pg, t) == 1500
+
+
 def test_execute_of_a_name_pgmoat_does_not_know_is_refused(pg, moat):
     """EXECUTE of a name no PREPARE or Parse made in the session (or one deallocated since)
     cannot be judged: refused with 26000, as Postgres refuses a name it does not have. Names
