@@ -40,10 +40,15 @@ void ResponseTracker::sent(char tag, Sender sender, std::uint32_t step) {
     default:
       return;  // Flush, CopyData, Terminate: no answer of their own
   }
-  if (copy_in_ && kind == Kind::sync) return;  // ignored by the server during copy-in
+  const bool boundary = kind == Kind::query || kind == Kind::function_call || kind == Kind::sync;
+  if (copy_in_ && kind == Kind::sync) {  // ignored by the server during copy-in
+    if (sender == Sender::client) ++unanswered_boundaries_;
+    return;
+  }
   if (skipping_) {
     if (kind != Kind::sync) {  // the server will skip it without a word
       if (kind == Kind::parse && sender == Sender::client) parse_outcomes_.push_back(false);
+      if (boundary && sender == Sender::client) ++unanswered_boundaries_;
       return;
     }
     skipping_ = false;
@@ -72,7 +77,13 @@ void ResponseTracker::pop_front(bool parse_ok) {
 }
 
 void ResponseTracker::skip_to_sync() {
-  while (!pending_.empty() && pending_.front().kind != Kind::sync) pop_front();
+  while (!pending_.empty() && pending_.front().kind != Kind::sync) {
+    const Entry& e = pending_.front();
+    if (e.sender == Sender::client && (e.kind == Kind::query || e.kind == Kind::function_call)) {
+      ++unanswered_boundaries_;
+    }
+    pop_front();
+  }
   if (pending_.empty()) skipping_ = true;
 }
 
@@ -117,7 +128,11 @@ ResponseTracker::Answer ResponseTracker::on_server(char tag) {
             ++i;
             continue;
           }
-          if (pending_[i].sender != Sender::client) --guard_pending_;
+          if (pending_[i].sender != Sender::client) {
+            --guard_pending_;
+          } else {
+            ++unanswered_boundaries_;
+          }
           pending_.erase(pending_.begin() + static_cast<std::ptrdiff_t>(i));
         }
       }

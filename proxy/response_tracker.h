@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <deque>
 #include <string_view>
+#include <utility>
 
 namespace pgmoat::proxy {
 
@@ -54,6 +55,9 @@ class ResponseTracker {
   // How each client Parse ended, in the order they were sent: true for ParseComplete, false
   // for an error or a skip (the server then keeps what it had under the name).
   bool has_parse_outcome() const { return !parse_outcomes_.empty(); }
+  // Client Query, FunctionCall and Sync messages the server will never answer (skipped after
+  // an error before the next Sync; a Sync during COPY IN) since the last call.
+  std::uint32_t take_unanswered_boundaries() { return std::exchange(unanswered_boundaries_, 0); }
   bool take_parse_outcome() {
     const bool ok = parse_outcomes_.front();
     parse_outcomes_.pop_front();
@@ -87,6 +91,7 @@ class ResponseTracker {
   bool skipping_ = false;
   // An Execute is in COPY FROM STDIN: the server ignores Sync until CopyDone / CopyFail.
   bool copy_in_ = false;
+  std::uint32_t unanswered_boundaries_ = 0;
 };
 
 }  // namespace pgmoat::proxy

@@ -796,6 +796,7 @@ asio::awaitable<bool> Session::send_tracked(std::vector<RowGuard::Send> sends) {
 
 void Session::report_parse_outcomes() {
   while (tracker_.has_parse_outcome()) gate_.on_parse_outcome(tracker_.take_parse_outcome());
+  if (const auto n = tracker_.take_unanswered_boundaries(); n != 0) gate_.on_unanswered(n);
 }
 
 asio::awaitable<bool> Session::wait_until_answered() {
@@ -855,6 +856,8 @@ asio::awaitable<bool> Session::run_guard(std::shared_ptr<const GuardSpec> spec, 
 }
 
 void Session::on_guard_message(std::string_view message, Outbox& out) {
+  // The server now skips to the next Sync, whether or not the client sees this error.
+  if (!message.empty() && message[0] == wire::be::kErrorResponse) gate_.note_error();
   if (auto now = guard_.on_message(answer_.sender, answer_.step, message)) {
     deliver_owned(*now, out);
   }

@@ -205,7 +205,8 @@ StatementGate::Verdict StatementGate::refuse_unparsed(const ExecutePlan& plan) {
   if (plan.unknown->uncertain) {
     return refuse({"55000",
                    fmt::format("pgmoat: portal \"{}\" may still be an earlier one: its Bind (of "
-                               "statement \"{}\") came after an error; Execute refused",
+                               "statement \"{}\") was in a Sync group that failed; Execute "
+                               "refused",
                                portal, statement),
                    "After an error the server skips or refuses a Bind, and ROLLBACK TO SAVEPOINT "
                    "keeps the portals made before the savepoint: pgmoat cannot tell which "
@@ -531,14 +532,25 @@ const parser::Statement* StatementGate::executes_unknown(const parser::Classific
   return nullptr;
 }
 
-void StatementGate::follow_names(const parser::Classification& c, std::uint64_t group) {
+void StatementGate::follow_names(const parser::Classification& c, std::uint64_t before) {
+  const std::size_t first_drop = pending_drops_.size();
   for (const auto& st : c.statements) {  // in order: DEALLOCATE x; PREPARE x AS ... keeps x
     if (st.discard_all || st.command == "DEALLOCATE") {
       const bool all = st.discard_all || st.prepared_name.empty();
-      pending_drops_.push_back(
-          PendingDrop{group, versions_, all ? std::string() : st.prepared_name, all, false});
-    } else {
-      remember_prepare(st);
+      pending_drops_.push_back(PendingDrop{
+          before, errors_, versions_, all ? std::string() : st.prepared_name, all, false, {}});
+      continue;
+    }
+    if (st.command != "PREPARE" || st.prepared_name.empty()) continue;
+    remember_prepare(st);
+    // After a drop of the name in this same text: once the drop has taken effect, the name is
+    // this body alone.
+    for (std::size_t i = pending_drops_.size(); i-- > first_drop;) {
+      PendingDrop& d = pending_drops_[i];
+      if (!d.all && d.name != st.prepared_name) continue;
+      d.replacements.emplace_back(st.prepared_name,
+                                  SqlPrepared{st.classes, st.tables, st.functions, st.target, 0});
+      break;
     }
   }
 }
@@ -550,6 +562,11 @@ void StatementGate::apply_drop(const PendingDrop& d) {
     if (auto v = portal_values_.find(d.name); v != portal_values_.end()) portal_values_.erase(v);
     portals_.erase(it);
     return;
+  }
+  for (const auto& [name, body] : d.replacements) {
+    SqlPrepared& p = sql_prepared_[name];
+    p = body;
+    p.version = ++versions_;  // newer than the drop: it stays
   }
   // What was prepared after the drop was sent stays.
   auto older_parsed = [&](const auto& entry) {
@@ -992,7 +1009,7 @@ asio::awaitable<StatementGate::Verdict> StatementGate::query_later(std::string_v
 void StatementGate::after_query(const parser::Classification& c, const Verdict& v,
                                 std::uint64_t group) {
   if (v.refused) return;
-  if (c.names_prepared) follow_names(c, group);
+  if (c.names_prepared) follow_names(c, boundaries_ - 1);  // this Query is the last boundary
   if (!v.guard) ++may_change_counts_;
   for (std::size_t i = 0; i < c.statements.size(); ++i) {
     Running r{next_statement_id_++, group, is_audited(c.statements[i]), {}, nullptr};
@@ -1094,7 +1111,7 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
     // A PREPARE, DEALLOCATE or DISCARD ALL takes effect now, before the server has run it (as
     // a simple Query's does): a refusal still to come costs a later refusal at worst, never
     // an unjudged statement.
-    follow_names(*prep.classification, plan.running.group);
+    follow_names(*prep.classification, boundaries_);
   }
   plan.guard = prep.guard;  // the limit of the statement as it was at Bind
   if (may_end_a_transaction(*prep.classification)) ++may_end_transaction_;
@@ -1163,9 +1180,8 @@ StatementGate::Verdict StatementGate::on_close(wire::Bytes message) {
   if (services_ == nullptr || !t) return {};
   if (auto v = refuse_reserved(t->second, nullptr, true)) return std::move(*v);
   // A statement is closed whichever way it was prepared (Postgres has one namespace).
-  if (extended_group_ == 0) extended_group_ = next_group_++;
-  pending_drops_.push_back(
-      PendingDrop{extended_group_, versions_, std::string(t->second), false, t->first != 'S'});
+  pending_drops_.push_back(PendingDrop{
+      boundaries_, errors_, versions_, std::string(t->second), false, t->first != 'S', {}});
   return {};
 }
 
@@ -1249,9 +1265,28 @@ void StatementGate::on_client_message(wire::Bytes message) {
 
 // ---- Server side ---------------------------------------------------------------------------
 
+void StatementGate::note_error() {
+  ++errors_;
+  // The error belongs to the oldest group not answered yet (on_unanswered() keeps groups_ in
+  // step with the server), or to the one still open.
+  const std::uint64_t failed = groups_.empty() ? extended_group_ : groups_.front();
+  if (failed == 0) return;
+  for (auto& [name, portal] : portals_) {
+    if (portal.group == failed) portal.uncertain = true;
+  }
+}
+
+void StatementGate::on_unanswered(std::uint32_t n) {
+  for (; n > 0 && !groups_.empty(); --n) {
+    const std::uint64_t g = groups_.front();
+    groups_.pop_front();
+    ++readies_;
+    std::erase_if(running_, [g](const Running& r) { return r.group == g; });
+  }
+}
+
 std::optional<std::string> StatementGate::on_error(const wire::ErrorFields* fields) {
-  // Errors come before the ReadyForQuery of their group, and every earlier group's has come.
-  if (!groups_.empty()) failed_group_ = groups_.front();
+  note_error();
   if (fields == nullptr) return std::nullopt;
   if (!refusals_.empty()) {
     std::string msg = fields->message();
@@ -1325,13 +1360,8 @@ void StatementGate::on_ready(char status) {
   groups_.pop_front();
   ++readies_;
   while (!running_.empty() && running_.front().group <= g) running_.pop_front();
-  if (failed_group_ == g) {
-    for (auto& [name, portal] : portals_) {
-      if (portal.group == g) portal.uncertain = true;
-    }
-  }
-  while (!pending_drops_.empty() && pending_drops_.front().group <= g) {
-    if (pending_drops_.front().group == g && failed_group_ != g) apply_drop(pending_drops_.front());
+  while (!pending_drops_.empty() && pending_drops_.front().before < readies_) {
+    if (pending_drops_.front().errors == errors_) apply_drop(pending_drops_.front());
     pending_drops_.pop_front();
   }
   // No transaction is open: every portal bound before this answer's Query or Sync is gone.

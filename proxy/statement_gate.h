@@ -74,7 +74,7 @@ class StatementGate {
       // Set when the statement runs a prepared statement (a Parse of EXECUTE name) that was
       // prepared again or dropped since it was judged: its name.
       std::string changed;
-      bool uncertain = false;  // the portal's last Bind was in a group that failed
+      bool uncertain = false;  // Portal::uncertain
     };
     std::optional<Unknown> unknown;
     bool unanswered = false;
@@ -113,6 +113,9 @@ class StatementGate {
   // Server side. Returns replacement bytes for an ErrorResponse that answers a refusal.
   // `fields` is null when the ErrorResponse could not be decoded.
   std::optional<std::string> on_error(const wire::ErrorFields* fields);
+  // An ErrorResponse the client does not see as such (the row guard's count failed, or its
+  // refusal stands in for the server's error): the server skips to the next Sync all the same.
+  void note_error();
   void on_command_complete(wire::Bytes message);
   void on_portal_suspended();
   void on_ready(char status);
@@ -120,6 +123,10 @@ class StatementGate {
   // (ResponseTracker::take_parse_outcome). A failed or skipped Parse leaves the server with
   // what it had under that name, so the gate goes back to it too.
   void on_parse_outcome(bool ok);
+  // `n` Query, FunctionCall or Sync messages of the client, the oldest not answered yet, will
+  // never be (ResponseTracker::take_unanswered_boundaries): they count as answered, with an
+  // error, so that each later answer is matched to the group it belongs to.
+  void on_unanswered(std::uint32_t n);
 
   // The row guard refuses (over the limit, or it could not count): records the refusal and
   // returns what stands for it: a marker Query (simple protocol) or Parse (extended) to send
@@ -280,20 +287,9 @@ class StatementGate {
   // ReadyForQuery messages that answered a Query, Sync or FunctionCall of the client: the
   // last one answered the readies_-th of them (boundaries_ counted it when it was sent).
   std::uint64_t readies_ = 0;
-  std::uint64_t failed_group_ = 0;  // the last group the server answered with an error
-  // A drop of prepared statement or portal names (DEALLOCATE [ALL], DISCARD ALL, Close) takes
-  // effect once the server has answered the Query or Sync group that sent it without an error.
-  // Until then, and for good if the drop failed or was skipped, the names stand, as they do
-  // on the server: pgmoat judges them as whatever they may still run.
-  struct PendingDrop {
-    std::uint64_t group = 0;
-    std::uint64_t version = 0;  // versions_ when it was sent: it drops what is older
-    std::string name;           // empty with `all`
-    bool all = false;           // DEALLOCATE ALL, DISCARD ALL
-    bool portal = false;        // Close of a portal
-  };
-  std::deque<PendingDrop> pending_drops_;
-  void apply_drop(const PendingDrop& d);
+  // ErrorResponses from the server (and note_error()). A pending drop (below) takes effect
+  // only if none came since it was sent, whichever group it belonged to.
+  std::uint64_t errors_ = 0;
   std::map<std::string, std::shared_ptr<Prepared>, std::less<>> statements_;  // by name
   // Client Parses (and refusal markers sent as a Parse in place of another message) whose
   // answer is still out, oldest first. statements_ holds a Parse's statement from the start:
@@ -320,7 +316,8 @@ class StatementGate {
     std::uint64_t version = 0;           // from versions_, at its Bind
     std::uint64_t group = 0;             // the Sync group of its Bind
     // That group failed: the server may have refused or skipped the Bind and kept an earlier
-    // portal of the name, which ROLLBACK TO SAVEPOINT lets run. Its Execute is refused.
+    // portal of the name, which ROLLBACK TO SAVEPOINT lets run. Its Execute is refused until it
+    // is bound again.
     bool uncertain = false;
   };
   // By portal name. A named portal is dropped with its transaction (on_ready); the unnamed
@@ -341,6 +338,23 @@ class StatementGate {
   };
   std::map<std::string, SqlPrepared, std::less<>> sql_prepared_;
   std::uint64_t versions_ = 0;  // Parses and PREPAREs seen
+  // A drop of prepared statement or portal names (DEALLOCATE [ALL], DISCARD ALL, Close) takes
+  // effect once a ReadyForQuery answers a boundary sent after it, if no error came in between.
+  // Until then, and for good if an error came (the drop may have failed or been skipped), the
+  // names stand, as they do on the server: pgmoat judges them as whatever they may still run.
+  struct PendingDrop {
+    std::uint64_t before = 0;   // boundaries sent before it
+    std::uint64_t errors = 0;   // errors_ when it was sent
+    std::uint64_t version = 0;  // versions_ when it was sent: it drops what is older
+    std::string name;           // empty with `all`
+    bool all = false;           // DEALLOCATE ALL, DISCARD ALL
+    bool portal = false;        // Close of a portal
+    // PREPAREs after the drop in the same query string: what their names stand for once the
+    // drop has taken effect (until then they add to the old bodies).
+    std::vector<std::pair<std::string, SqlPrepared>> replacements;
+  };
+  std::deque<PendingDrop> pending_drops_;
+  void apply_drop(const PendingDrop& d);
   // What `name` stands for now: the versions of its Parse'd and SQL-prepared statements.
   Prepared::Runs runs_now(const std::string& name) const;
   // A copy of `c` in which each statement that runs a prepared statement (EXECUTE, EXPLAIN
@@ -351,9 +365,9 @@ class StatementGate {
   // The first statement of `c` that runs a prepared statement pgmoat never saw prepared (or
   // saw dropped), or null: what it runs cannot be judged.
   const parser::Statement* executes_unknown(const parser::Classification& c) const;
-  // The names `c` prepares (PREPARE: at once) and drops (DEALLOCATE [ALL], DISCARD ALL: once
-  // `group`, the Query or Sync group sending it, has been answered without an error).
-  void follow_names(const parser::Classification& c, std::uint64_t group);
+  // The names `c` prepares (PREPARE: at once) and drops (DEALLOCATE [ALL], DISCARD ALL: see
+  // PendingDrop). `before`: the boundaries sent before the message that carries `c`.
+  void follow_names(const parser::Classification& c, std::uint64_t before);
   // Only the PREPAREs, at a Parse of a text: its names are judged through EXECUTE from then
   // on. The rest of follow_names() waits until the Parse's portal runs.
   void remember_prepares(const parser::Classification& c);

@@ -426,6 +426,69 @@ def test_a_name_that_was_not_dropped_runs_what_it_did(pg, moat, how):
     assert nrows(pg, t) == 1500
 
 
+def _desync(c, how: str, t: str) -> None:
+    """Sequences whose boundaries the server does not all answer: a Query skipped after an
+    error in an unsynced extended group; a Sync sent during COPY IN (libpq's extended COPY)."""
+    import pgwire
+
+    if how == "skipped_query":
+        c.send(pgwire.parse("", "SELECT 1/0") + pgwire.bind("", "") + pgwire.execute("") +
+               pgwire.query("SELECT 1") + pgwire.SYNC)
+        assert pgwire.first_error(c.read_until(b"Z")) is not None
+    else:  # as libpq sends it: the data after CopyInResponse, then CopyDone and a Sync
+        c.send(pgwire.parse("", f"COPY {t}_copy FROM STDIN") + pgwire.bind("", "") +
+               pgwire.execute("") + pgwire.SYNC)
+        c.read_until(b"G")
+        c.send(pgwire.message(b"d", b"1\n") + pgwire.message(b"c") + pgwire.SYNC)
+        msgs = c.read_until(b"Z")
+        assert pgwire.first_error(msgs) is None, msgs
+
+
+@pytest.mark.parametrize("how", ["skipped_query", "copy_in"])
+def test_a_failed_drop_after_unanswered_boundaries_leaves_the_name(pg, moat, how):
+    """After boundaries the server leaves unanswered, pgmoat cannot tell which error belongs
+    to which group: a DEALLOCATE in a query string that failed must still leave the name (it
+    used to be taken as answered without an error, and the guarded DELETE ran)."""
+    import pgwire
+
+    t = make_table(pg, f"desync_{how}_t", rows=1500)
+    with pg.admin() as a:
+        a.execute(f"DROP TABLE IF EXISTS {t}_copy")
+        a.execute(f"CREATE TABLE {t}_copy (n int)")
+        a.execute(f"GRANT ALL ON {t}_copy TO PUBLIC")
+    with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
+        c.startup("postgres")
+        c.send(pgwire.parse("wipe", f"DELETE FROM {t} WHERE id > 0") + pgwire.SYNC)
+        assert pgwire.first_error(c.read_until(b"Z")) is None
+        _desync(c, how, t)
+        err = pgwire.first_error(c.simple_query("SELECT 1/0; DEALLOCATE wipe"))
+        assert err is not None and err["C"] == "22012", err
+        assert pgwire.first_error(c.simple_query("SELECT 1")) is None
+        err = pgwire.first_error(c.simple_query("PREPARE wipe AS SELECT 1"))
+        assert err is not None and err["C"] == "42P05", err
+        err = pgwire.first_error(c.simple_query("EXECUTE wipe"))
+        assert err is not None and err["C"] == "42501" and "row-limit" in err["M"], err
+    assert nrows(pg, t) == 1500
+
+
+def test_a_name_dropped_and_prepared_in_one_query_is_the_new_body(pg, moat):
+    """`DEALLOCATE x; PREPARE x AS SELECT ...` in one query string: once it has succeeded, x is
+    the SELECT alone. pgmoat used to keep judging it as the old DELETE too: every EXECUTE went
+    through the row guard's counts and into the audit trail as a write."""
+    import pgwire
+
+    t = make_table(pg, "dropprep_t", rows=1500)
+    with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
+        c.startup("postgres")
+        assert pgwire.first_error(c.simple_query(f"PREPARE wipe AS DELETE FROM {t} WHERE id > 0")) is None
+        msgs = c.simple_query(f"DEALLOCATE wipe; PREPARE wipe AS SELECT count(*) FROM {t}")
+        assert pgwire.first_error(msgs) is None, msgs
+        msgs = c.simple_query("EXECUTE wipe")
+        assert pgwire.first_error(msgs) is None and pgwire.data_rows(msgs) == [["1500"]], msgs
+    assert mu.records_for(moat, statement_re="^EXECUTE wipe") == []
+    assert nrows(pg, t) == 1500
+
+
 @pytest.mark.parametrize("runner", ["query", "parsed"])
 def test_a_name_parsed_again_unanswered_is_judged_as_both(pg, moat, runner):
     """A Parse of a taken name fails on the server, which keeps the old statement. Sent in
@@ -475,8 +538,9 @@ def test_a_skipped_portal_close_leaves_the_portal(pg, moat):
     assert nrows(pg, t) == 1500
 
 
+@pytest.mark.parametrize("desync", [False, True])
 @pytest.mark.parametrize("portal", ["p", ""])
-def test_a_portal_bound_after_an_error_may_be_the_old_one(pg, moat, portal):
+def test_a_portal_bound_after_an_error_may_be_the_old_one(pg, moat, portal, desync):
     """A Bind the server refuses (a named portal that exists: 42P03; the unnamed one with the
     wrong number of parameters: 08P01) keeps the old portal, and ROLLBACK TO SAVEPOINT lets it
     run. pgmoat cannot tell, so the Execute is refused (55000); it used to be judged as the
@@ -484,9 +548,11 @@ def test_a_portal_bound_after_an_error_may_be_the_old_one(pg, moat, portal):
     import pgwire
 
     sync = pgwire.SYNC
-    t = make_table(pg, f"rebind_{portal or 'unnamed'}_t", rows=1500)
+    t = make_table(pg, f"rebind_{portal or 'unnamed'}_{int(desync)}_t", rows=1500)
     with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
         c.startup("postgres")
+        if desync:  # the server leaves a boundary unanswered first
+            _desync(c, "skipped_query", t)
         c.send(pgwire.parse("BEGIN", "BEGIN") + pgwire.bind("", "BEGIN") + pgwire.execute("") +
                pgwire.parse("del", f"DELETE FROM {t} WHERE id > 0") + pgwire.parse("sel", "SELECT $1::int") +
                pgwire.parse("sp", "SAVEPOINT s") + pgwire.parse("back", "ROLLBACK TO SAVEPOINT s") +

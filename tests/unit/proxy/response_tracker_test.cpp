@@ -95,9 +95,13 @@ TEST(ResponseTracker, ErrorInExtendedSkipsEverythingUpToSync) {
   t.sent('Q');  // the server skips a Query too until Sync
   t.sent('S');
   EXPECT_EQ(t.guard_pending(), 2u);
+  EXPECT_EQ(t.take_unanswered_boundaries(), 0u);
   EXPECT_EQ(attribute(t, "E"), "C");  // the Bind failed
   EXPECT_EQ(t.guard_pending(), 0u);   // the guard's messages will never be answered
   EXPECT_FALSE(t.skipping());         // a Sync is on its way
+  // The client's Query gets no ReadyForQuery of its own: the gate must know (groups).
+  EXPECT_EQ(t.take_unanswered_boundaries(), 1u);
+  EXPECT_EQ(t.take_unanswered_boundaries(), 0u);
   EXPECT_EQ(attribute(t, "Z"), "C");
   EXPECT_TRUE(t.idle());
 }
@@ -109,8 +113,11 @@ TEST(ResponseTracker, MessagesSentWhileTheServerSkipsAreNeverAwaited) {
   EXPECT_TRUE(t.skipping());
   t.sent('P', Sender::injected, 2);
   t.sent('E', Sender::guarded);
+  t.sent('Q');
+  t.sent('Q', Sender::injected, 3);
   EXPECT_TRUE(t.idle());
   EXPECT_EQ(t.guard_pending(), 0u);
+  EXPECT_EQ(t.take_unanswered_boundaries(), 1u);  // the client's Query, skipped
   t.sent('S');
   EXPECT_FALSE(t.skipping());
   EXPECT_EQ(attribute(t, "Z"), "C");
@@ -195,10 +202,13 @@ TEST(ResponseTracker, ExtendedCopyFromStdinIgnoresTheSyncsSentDuringIt) {
   ResponseTracker t;
   for (char c : std::string("PBDES")) t.sent(c);
   EXPECT_EQ(attribute(t, "12nG"), "CCCc");
+  EXPECT_EQ(t.take_unanswered_boundaries(), 1u);  // the first Sync
   t.sent('d');
   t.sent('S');  // would also be ignored if sent before CopyDone
+  EXPECT_EQ(t.take_unanswered_boundaries(), 1u);
   t.sent('c');
   t.sent('S');
+  EXPECT_EQ(t.take_unanswered_boundaries(), 0u);
   EXPECT_EQ(attribute(t, "CZ"), "CC");
   EXPECT_TRUE(t.idle());
   t.sent('Q', Sender::injected, 2);
