@@ -1108,9 +1108,8 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
         return plan;
       }
     }
-    // A PREPARE, DEALLOCATE or DISCARD ALL takes effect now, before the server has run it (as
-    // a simple Query's does): a refusal still to come costs a later refusal at worst, never
-    // an unjudged statement.
+    // Its PREPAREs count from now (judged with whatever the name stood for); its DEALLOCATE or
+    // DISCARD ALL once the server has answered it without an error (PendingDrop).
     follow_names(*prep.classification, boundaries_);
   }
   plan.guard = prep.guard;  // the limit of the statement as it was at Bind
