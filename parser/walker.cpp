@@ -818,15 +818,17 @@ void Walker::dispatch(std::string_view type, const Json& body, bool statement_le
     if (body_depth_ > 0 && st_.discard_all) mark_opaque("function body drops prepared statements");
   }
   if (type == "ExecuteStmt" || type == "DeallocateStmt") {
-    if (const Json* n = member(body, "name")) {
+    const Json* n = member(body, "name");  // none: DEALLOCATE ALL
+    if (n != nullptr) {
       set_target(sv(*n));
       st_.prepared_name = std::string(sv(*n));
-      // A function body runs (or drops) it when called, where pgmoat cannot see what the name
-      // stands for then.
-      if (body_depth_ > 0) {
-        mark_opaque(std::string("function body ") + (type == "ExecuteStmt" ? "runs" : "drops") +
-                    " prepared statement \"" + st_.prepared_name + "\"");
-      }
+    }
+    // A function body runs (or drops) it when called, where pgmoat cannot see what the name
+    // stands for then.
+    if (body_depth_ > 0) {
+      mark_opaque(std::string("function body ") + (type == "ExecuteStmt" ? "runs" : "drops") +
+                  (n != nullptr ? " prepared statement \"" + std::string(sv(*n)) + "\""
+                                : std::string(" every prepared statement")));
     }
   }
   walk_members(body);

@@ -102,6 +102,8 @@ TEST(Statements, WhatDropsOrRunsAPreparedStatement) {
        {"CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'DEALLOCATE wipe'; "
         "END $$",
         "CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'PREPARE wipe AS SELECT 1'",
+        "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'DEALLOCATE ALL'; "
+        "END $$",
         "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'DISCARD ALL'; END "
         "$$"}) {
     auto f = classify(sql);
