@@ -466,13 +466,13 @@ std::optional<bool> named_before(const parser::Classification& c, std::size_t en
   return std::nullopt;
 }
 
-void add_body(parser::Statement& into, parser::ClassSet classes,
-              const std::vector<parser::TableRef>& tables,
-              const std::vector<std::string>& functions, const std::string& target) {
-  into.classes |= classes;
-  into.tables.insert(into.tables.end(), tables.begin(), tables.end());
-  into.functions.insert(into.functions.end(), functions.begin(), functions.end());
-  if (!target.empty()) into.target = target;
+// Adds what `body` does (a Statement, or a SQL PREPARE's SqlPrepared) to `into` (either).
+template <class Into, class Body>
+void add_body(Into& into, const Body& body) {
+  into.classes |= body.classes;
+  into.tables.insert(into.tables.end(), body.tables.begin(), body.tables.end());
+  into.functions.insert(into.functions.end(), body.functions.begin(), body.functions.end());
+  if (!body.target.empty()) into.target = body.target;
 }
 
 }  // namespace
@@ -494,12 +494,11 @@ std::shared_ptr<const parser::Classification> StatementGate::resolve_execute(
     auto& x = copy->statements[i];
     if (have_parsed) {
       for (const auto& body : parsed->second->classification->statements) {
-        add_body(x, body.classes, body.tables, body.functions, body.target);
+        add_body(x, body);
       }
     }
     if (sql != sql_prepared_.end()) {
-      add_body(x, sql->second.classes, sql->second.tables, sql->second.functions,
-               sql->second.target);
+      add_body(x, sql->second);
     }
     // A Parse of the name still unanswered may be refused: the server then keeps what the name
     // stood for before.
@@ -509,7 +508,7 @@ std::shared_ptr<const parser::Classification> StatementGate::resolve_execute(
         continue;
       }
       for (const auto& body : f.previous->classification->statements) {
-        add_body(x, body.classes, body.tables, body.functions, body.target);
+        add_body(x, body);
       }
     }
   }
@@ -548,8 +547,9 @@ void StatementGate::follow_names(const parser::Classification& c, std::uint64_t 
     for (std::size_t i = pending_drops_.size(); i-- > first_drop;) {
       PendingDrop& d = pending_drops_[i];
       if (!d.all && d.name != st.prepared_name) continue;
-      d.replacements.emplace_back(st.prepared_name,
-                                  SqlPrepared{st.classes, st.tables, st.functions, st.target, 0});
+      SqlPrepared body;
+      add_body(body, st);
+      d.replacements.emplace_back(st.prepared_name, std::move(body));
       break;
     }
   }
@@ -592,16 +592,9 @@ void StatementGate::remember_prepares(const parser::Classification& c) {
 
 void StatementGate::remember_prepare(const parser::Statement& st) {
   if (st.command != "PREPARE" || st.prepared_name.empty()) return;
-  auto [it, fresh] = sql_prepared_.try_emplace(st.prepared_name);
-  SqlPrepared& p = it->second;
-  if (fresh) {
-    p = SqlPrepared{st.classes, st.tables, st.functions, st.target, 0};
-  } else {
-    p.classes |= st.classes;
-    p.tables.insert(p.tables.end(), st.tables.begin(), st.tables.end());
-    p.functions.insert(p.functions.end(), st.functions.begin(), st.functions.end());
-    if (!st.target.empty()) p.target = st.target;
-  }
+  // A name still known: judged as both bodies (see the declaration).
+  SqlPrepared& p = sql_prepared_[st.prepared_name];
+  add_body(p, st);
   p.version = ++versions_;
 }
 
@@ -1048,10 +1041,9 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(const wire::Pars
   v.guard.reset();
   p.version = ++versions_;
   // A refused Parse never creates the statement: executing it runs nothing to audit.
-  p.names_prepared = c->names_prepared;
   for (const auto& st : c->statements) {
     p.audited = p.audited || is_audited(st);
-    if (p.names_prepared && runs_prepared(st)) p.runs.push_back(runs_now(st.prepared_name));
+    if (c->names_prepared && runs_prepared(st)) p.runs.push_back(runs_now(st.prepared_name));
   }
   p.audited = !v.refused && (p.audited || !c->ok || !p.approval_id.empty());
   // The name stands for the new statement from now on: a Bind in the same Sync group runs it,
@@ -1099,7 +1091,7 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
     return plan;
   }
   Prepared& prep = *pit->second.prepared;
-  if (prep.names_prepared) {
+  if (prep.classification->names_prepared) {
     for (const auto& was : prep.runs) {
       // Judged at its Parse as what the name stood for then.
       const Prepared::Runs now = runs_now(was.name);

@@ -124,8 +124,8 @@ class StatementGate {
   // what it had under that name, so the gate goes back to it too.
   void on_parse_outcome(bool ok);
   // `n` Query, FunctionCall or Sync messages of the client, the oldest not answered yet, will
-  // never be (ResponseTracker::take_unanswered_boundaries): they count as answered, with an
-  // error, so that each later answer is matched to the group it belongs to.
+  // never be (ResponseTracker::take_unanswered_boundaries): they count as answered, so that
+  // each later answer is matched to the group it belongs to.
   void on_unanswered(std::uint32_t n);
 
   // The row guard refuses (over the limit, or it could not count): records the refusal and
@@ -165,7 +165,6 @@ class StatementGate {
     // text, fingerprint (a second parse), classes and tables do not change between runs.
     std::shared_ptr<const audit::Event> base_event;
     std::shared_ptr<const GuardSpec> guard;  // row limit for each Execute
-    bool names_prepared = false;             // its classification's: see plan_execute()
     std::uint64_t version = 0;               // from versions_: which Parse of the name this is
     // The prepared statements it runs (a Parse of EXECUTE name), as they were when it was
     // judged: an Execute after one of them changed is refused (plan_execute()).
