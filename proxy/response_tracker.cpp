@@ -35,7 +35,14 @@ void ResponseTracker::sent(char tag, Sender sender, std::uint32_t step) {
       break;
     case wire::fe::kCopyDone:
     case wire::fe::kCopyFail:
-      copy_in_ = false;
+      if (copy_in_) {
+        copy_in_ = false;
+      } else if (std::any_of(pending_.begin(), pending_.end(),
+                             [](const Entry& e) { return e.kind == Kind::execute; })) {
+        // Sent before the server said whether an Execute is a COPY: mark where the data ends,
+        // so that CopyInResponse knows which Syncs the server will ignore.
+        pending_.push_back({Kind::copy_end, Sender::client, 0});
+      }
       return;
     default:
       return;  // Flush, CopyData, Terminate: no answer of their own
@@ -74,6 +81,7 @@ void ResponseTracker::pop_front(bool parse_ok) {
     parse_outcomes_.push_back(parse_ok);
   }
   pending_.pop_front();
+  while (!pending_.empty() && pending_.front().kind == Kind::copy_end) pending_.pop_front();
 }
 
 void ResponseTracker::skip_to_sync() {
@@ -117,13 +125,22 @@ ResponseTracker::Answer ResponseTracker::on_server(char tag) {
     case Kind::describe:
       a.ends = tag == wire::be::kRowDescription || tag == wire::be::kNoData;
       break;
+    case Kind::copy_end:  // never at the front: pop_front() drops it
+      break;
     case Kind::execute:
       a.ends = tag == wire::be::kCommandComplete || tag == wire::be::kEmptyQueryResponse ||
                tag == wire::be::kPortalSuspended;
       if (tag == wire::be::kCopyInResponse) {
-        // Syncs sent before the data will be ignored; later ones until CopyDone too.
+        // The server ignores every Sync until CopyDone / CopyFail: the ones already sent
+        // before the copy's end (or all of them, and the ones still to come, when the client
+        // has not ended the copy yet). A Sync sent after the end is answered.
         copy_in_ = true;
         for (std::size_t i = 1; i < pending_.size();) {
+          if (pending_[i].kind == Kind::copy_end) {
+            pending_.erase(pending_.begin() + static_cast<std::ptrdiff_t>(i));
+            copy_in_ = false;
+            break;
+          }
           if (pending_[i].kind != Kind::sync) {
             ++i;
             continue;

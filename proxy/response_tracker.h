@@ -10,7 +10,8 @@
 //   An ErrorResponse to an extended-protocol message ends it, and the server then skips every
 //   message up to the next Sync without answering it.
 //   While an Execute is in COPY FROM STDIN the server ignores Sync (libpq sends one before
-//   the data and another after CopyDone).
+//   the data and another after CopyDone); a client may send the data, the CopyDone and the
+//   second Sync before the CopyInResponse arrives, and that Sync is answered.
 // Sans-io: no sockets here, so it is unit-tested on tags (tests/unit/wire).
 #pragma once
 
@@ -73,7 +74,11 @@ class ResponseTracker {
     bind,
     close,
     describe,
-    execute
+    execute,
+    // Not a message the server answers: where a CopyDone / CopyFail was sent while an Execute
+    // that may be a COPY FROM STDIN was still unanswered (a pipelined copy). Dropped when it
+    // reaches the front, or by that Execute's CopyInResponse.
+    copy_end
   };
   struct Entry {
     Kind kind;

@@ -306,6 +306,34 @@ def test_large_copydata_and_datarow_pass(target):
         assert len(rows) == 1 and len(rows[0][0]) == big
 
 
+def test_pipelined_extended_copy_then_guarded_delete(target, pg, request):
+    """A client may send an extended COPY FROM STDIN, its data, CopyDone and both Syncs in one
+    write, before the server's CopyInResponse. The server ignores the Sync that arrives during
+    the copy and answers the one after CopyDone. A guarded DELETE pipelined behind it must get
+    its own answers, and the guard's counts none of the client's (pgmoat once took both Syncs
+    as ignored and was one answer out of step from then on)."""
+    t = f"pipecopy_{request.node.callspec.id}".replace("-", "_")
+    with pg.admin() as a:
+        a.execute(f"DROP TABLE IF EXISTS {t}")
+        a.execute(f"CREATE TABLE {t} (n int)")
+        a.execute(f"GRANT ALL ON {t} TO PUBLIC")
+    with pgwire.RawConn(target.host, target.port) as c:
+        assert c.startup("trust_user")[-1][0] == b"Z"
+        c.send(pgwire.parse("", f"COPY {t} FROM STDIN") + pgwire.bind("", "") +
+               pgwire.execute("") + pgwire.SYNC +
+               pgwire.message(b"d", b"1\n2\n3\n") + pgwire.message(b"c") + pgwire.SYNC +
+               pgwire.parse("", f"DELETE FROM {t} WHERE n <= 2") + pgwire.bind("", "") +
+               pgwire.execute("") + pgwire.SYNC)
+        first = c.read_until(b"Z")
+        second = c.read_until(b"Z")
+        assert [k for k, _ in first] == [b"1", b"2", b"G", b"C", b"Z"], first
+        assert (b"C", b"COPY 3\0") in first
+        assert [k for k, _ in second] == [b"1", b"2", b"C", b"Z"], second
+        assert (b"C", b"DELETE 2\0") in second
+        rows = pgwire.data_rows(c.simple_query(f"SELECT n FROM {t}"))
+        assert rows == [["3"]], rows
+
+
 def test_slow_reader_gets_every_byte_in_order(target):
     """About 9 MB of rows while the client does not read for a second: pgmoat's writes to the
     client fill the socket and continue where they stopped, nothing lost or reordered."""

@@ -215,6 +215,49 @@ TEST(ResponseTracker, ExtendedCopyFromStdinIgnoresTheSyncsSentDuringIt) {
   EXPECT_EQ(attribute(t, "CZ"), "iI");  // the next answer is not mistaken for the client's
 }
 
+TEST(ResponseTracker, PipelinedExtendedCopyAnswersTheSyncAfterCopyDone) {
+  // Everything in one write, before CopyInResponse: Parse Bind Execute Sync, the data,
+  // CopyDone and a second Sync. The server ignores the first Sync (it arrives during the
+  // copy) and answers the second; an injected query after it must get its own answer.
+  ResponseTracker t;
+  for (char c : std::string("PBESdcS")) t.sent(c);
+  t.sent('Q', Sender::injected, 4);
+  EXPECT_EQ(attribute(t, "12G"), "CCc");
+  EXPECT_EQ(t.take_unanswered_boundaries(), 1u);  // only the first Sync
+  EXPECT_EQ(attribute(t, "CZ"), "CC");
+  EXPECT_EQ(attribute(t, "TDCZ"), "iiiI");
+  EXPECT_TRUE(t.idle());
+}
+
+TEST(ResponseTracker, TwoPipelinedCopiesEachIgnoreOnlyTheirOwnSync) {
+  ResponseTracker t;
+  for (char c : std::string("BESdcSBESdfS")) t.sent(c);  // the second copy ends in CopyFail
+  EXPECT_EQ(attribute(t, "2GCZ"), "CcCC");
+  EXPECT_EQ(attribute(t, "2GEZ"), "CcCC");  // CopyFail: an error, then the Sync's answer
+  EXPECT_EQ(t.take_unanswered_boundaries(), 2u);
+  EXPECT_TRUE(t.idle());
+}
+
+TEST(ResponseTracker, ACopyEndSentWhenNoExecuteIsACopyChangesNothing) {
+  // The Execute failed before any CopyInResponse (a missing table): the server skips to the
+  // first Sync and ignores the copy messages sent after it, outside copy mode. Both Syncs
+  // are answered.
+  ResponseTracker t;
+  for (char c : std::string("BESdcS")) t.sent(c);
+  t.sent('Q', Sender::injected, 5);
+  EXPECT_EQ(attribute(t, "2EZ"), "CCC");
+  EXPECT_EQ(attribute(t, "Z"), "C");
+  EXPECT_EQ(attribute(t, "CZ"), "iI");
+  EXPECT_TRUE(t.idle());
+  EXPECT_EQ(t.take_unanswered_boundaries(), 0u);
+  // A simple-query COPY: CopyDone with nothing extended pending leaves no mark.
+  t.sent('Q');
+  t.sent('d');
+  t.sent('c');
+  EXPECT_EQ(attribute(t, "GCZ"), "ccC");
+  EXPECT_TRUE(t.idle());
+}
+
 TEST(ResponseTracker, ReadyForQueryOutOfStepResynchronises) {
   ResponseTracker t;
   t.sent('P');
