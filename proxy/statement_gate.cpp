@@ -478,7 +478,7 @@ void add_body(Into& into, const Body& body) {
 }  // namespace
 
 std::shared_ptr<const parser::Classification> StatementGate::resolve_execute(
-    const parser::Classification& c) {
+    const parser::Classification& c, std::string& chained) {
   std::shared_ptr<parser::Classification> copy;
   for (std::size_t i = 0; i < c.statements.size(); ++i) {
     const auto& st = c.statements[i];
@@ -492,24 +492,32 @@ std::shared_ptr<const parser::Classification> StatementGate::resolve_execute(
     if (sql == sql_prepared_.end() && !have_parsed) continue;
     if (!copy) copy = std::make_shared<parser::Classification>(c);
     auto& x = copy->statements[i];
-    if (have_parsed) {
-      for (const auto& body : parsed->second->classification->statements) {
-        add_body(x, body);
-      }
-    }
-    if (sql != sql_prepared_.end()) {
-      add_body(x, sql->second);
-    }
     // A Parse of the name still unanswered may be refused: the server then keeps what the name
     // stood for before.
+    auto add_parsed = [&](const parser::Classification& body) {
+      if (!body.ok && copy->ok) {
+        copy->ok = false;
+        copy->error = fmt::format("prepared statement \"{}\" could not be parsed: {}",
+                                  st.prepared_name, body.error);
+        copy->error_position = 0;
+      }
+      for (const auto& b : body.statements) {
+        // Only a Parse can prepare an EXECUTE (SQL PREPARE's grammar has none).
+        if (runs_prepared(b) && chained.empty()) {
+          chained = fmt::format("prepared statement \"{}\" runs prepared statement \"{}\"",
+                                st.prepared_name, b.prepared_name);
+        }
+        add_body(x, b);
+      }
+    };
+    if (have_parsed) add_parsed(*parsed->second->classification);
+    if (sql != sql_prepared_.end()) add_body(x, sql->second);
     for (const auto& f : parses_in_flight_) {
       if (f.marker || f.name != st.prepared_name || f.previous == nullptr ||
           f.previous->classification == nullptr) {
         continue;
       }
-      for (const auto& body : f.previous->classification->statements) {
-        add_body(x, body);
-      }
+      add_parsed(*f.previous->classification);
     }
   }
   return copy;
@@ -670,7 +678,19 @@ std::optional<StatementGate::Verdict> StatementGate::decide_now(
   // EXECUTE of a statement prepared earlier (perhaps under an approval since ended) is judged
   // by what it runs, not as a harmless `other`.
   if (c->names_prepared) {
-    if (auto resolved = resolve_execute(*c)) c = std::move(resolved);
+    std::string chained;
+    if (auto resolved = resolve_execute(*c, chained)) c = std::move(resolved);
+    if (!chained.empty()) {
+      return refuse({"0A000",
+                     fmt::format("pgmoat: {}; pgmoat does not follow prepared statements that "
+                                 "run other prepared statements",
+                                 chained),
+                     "pgmoat judges EXECUTE by what the prepared statement runs. A statement "
+                     "prepared from the text EXECUTE runs whatever the other name stands for "
+                     "when it runs, which pgmoat does not follow.",
+                     "Execute the other prepared statement directly."},
+                    parse);
+    }
   }
   // A COMMIT first waits for the records of its transaction's writes (decide_rest()).
   if (must_drain(*c)) return std::nullopt;
@@ -982,7 +1002,7 @@ std::optional<StatementGate::Verdict> StatementGate::query_now(std::string_view 
     query_later_ = LaterQuery{std::move(found), std::move(judged), group};
     return std::nullopt;
   }
-  after_query(*found.classification, *v, group);
+  after_query(*found.classification, *judged, *v, group);
   return v;
 }
 
@@ -994,18 +1014,23 @@ asio::awaitable<StatementGate::Verdict> StatementGate::query_later(std::string_v
   }
   LaterQuery q = std::move(*query_later_);
   query_later_.reset();
+  const std::shared_ptr<const parser::Classification> judged = q.judged;
   Verdict v = co_await decide_rest(std::move(q.judged), q.found.own_statement, sql, nullptr);
-  after_query(*q.found.classification, v, q.group);
+  after_query(*q.found.classification, *judged, v, q.group);
   co_return v;
 }
 
-void StatementGate::after_query(const parser::Classification& c, const Verdict& v,
+void StatementGate::after_query(const parser::Classification& c,
+                                const parser::Classification& judged, const Verdict& v,
                                 std::uint64_t group) {
   if (v.refused) return;
   if (c.names_prepared) follow_names(c, boundaries_ - 1);  // this Query is the last boundary
   if (!v.guard) ++may_change_counts_;
   for (std::size_t i = 0; i < c.statements.size(); ++i) {
-    Running r{next_statement_id_++, group, is_audited(c.statements[i]), {}, nullptr};
+    // An EXECUTE is audited as what it runs (judged has c's statements, resolved).
+    const bool audited = is_audited(c.statements[i]) ||
+                         (i < judged.statements.size() && is_audited(judged.statements[i]));
+    Running r{next_statement_id_++, group, audited, {}, nullptr};
     if (r.audited) r.started = Clock::now();  // only audited outcomes report a duration
     if (r.audited && i < decided_.size()) r.intent = decided_[i];
     running_.push_back(std::move(r));
@@ -1023,6 +1048,9 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(const wire::Pars
   last_guard_.reset();
   std::shared_ptr<const parser::Classification> judged = c;
   std::optional<Verdict> now = decide_now(judged, parse.query, &parse);
+  // A Parse of EXECUTE name is judged, and each Execute of it recorded, as what name runs.
+  std::shared_ptr<const parser::Classification> resolved;
+  if (judged != c) resolved = judged;
   Verdict v;
   // Not a conditional expression around co_await: GCC 12 miscompiles those.
   if (now) {
@@ -1044,6 +1072,11 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(const wire::Pars
   for (const auto& st : c->statements) {
     p.audited = p.audited || is_audited(st);
     if (c->names_prepared && runs_prepared(st)) p.runs.push_back(runs_now(st.prepared_name));
+  }
+  if (resolved) {
+    for (const auto& st : resolved->statements) p.audited = p.audited || is_audited(st);
+    p.audited = p.audited || !resolved->ok;
+    p.judged = std::move(resolved);
   }
   p.audited = !v.refused && (p.audited || !c->ok || !p.approval_id.empty());
   // The name stands for the new statement from now on: a Bind in the same Sync group runs it,
@@ -1114,8 +1147,10 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
   r.started = Clock::now();
   if (!prep.base_event) {
     audit::Event base;
-    if (!prep.classification->statements.empty()) {
-      base = statement_event(prep.classification->statements.front(), audit::EventType::kStatement);
+    const parser::Classification& judged = prep.judged ? *prep.judged : *prep.classification;
+    if (!judged.statements.empty()) {
+      base = statement_event(judged.statements.front(), audit::EventType::kStatement);
+      if (!judged.ok) base.detail = judged.error;  // runs a statement pgmoat could not parse
     } else {
       base.type = audit::EventType::kStatement;
       base.statement = prep.text;  // allowed unparsed (on_parse_error = "allow")

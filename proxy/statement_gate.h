@@ -158,6 +158,9 @@ class StatementGate {
   };
   struct Prepared {
     std::shared_ptr<const parser::Classification> classification;
+    // What it was judged as, when that differs: a Parse of EXECUTE name, as what name runs.
+    // Its audit record says so.
+    std::shared_ptr<const parser::Classification> judged;
     bool audited = false;
     std::string approval_id;  // the token that allowed it at Parse, for the Execute record
     std::string text;
@@ -206,7 +209,10 @@ class StatementGate {
   // No rule can apply to `c` and none of it needs a record.
   bool allowed_without_record(const parser::Classification& c);
   // A Query's bookkeeping once decided: its statements join running_.
-  void after_query(const parser::Classification& c, const Verdict& v, std::uint64_t group);
+  // `c` as classified, `judged` as decided (an EXECUTE resolved to what it runs): the names
+  // follow `c`, the audit of each statement's outcome `judged`.
+  void after_query(const parser::Classification& c, const parser::Classification& judged,
+                   const Verdict& v, std::uint64_t group);
   const policy::SessionContext& context();
   // The policy now in force: this gate's own reference, renewed after a reload. Valid until
   // the next call.
@@ -359,8 +365,13 @@ class StatementGate {
   // A copy of `c` in which each statement that runs a prepared statement (EXECUTE, EXPLAIN
   // ANALYZE EXECUTE, CREATE TABLE AS EXECUTE) carries the classes and tables of whatever the
   // name may stand for: a SQL PREPARE's body, a protocol Parse's statement, or both when
-  // pgmoat cannot tell which one the server kept. nullptr when `c` runs none.
-  std::shared_ptr<const parser::Classification> resolve_execute(const parser::Classification& c);
+  // pgmoat cannot tell which one the server kept. nullptr when `c` runs none. A Parse'd
+  // statement that did not parse (allowed with on_parse_error = "allow") makes the copy not
+  // ok, as if its text were the one that failed. `chained` gets a description when a Parse'd
+  // statement it may run runs a prepared statement in turn (a Parse of `EXECUTE other`):
+  // pgmoat does not follow such chains, and the caller refuses.
+  std::shared_ptr<const parser::Classification> resolve_execute(const parser::Classification& c,
+                                                                std::string& chained);
   // The first statement of `c` that runs a prepared statement pgmoat never saw prepared (or
   // saw dropped), or null: what it runs cannot be judged.
   const parser::Statement* executes_unknown(const parser::Classification& c) const;

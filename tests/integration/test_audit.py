@@ -538,6 +538,53 @@ def test_a_skipped_parse_leaves_the_unnamed_statement_it_replaced(pg, pgmoat_fac
     assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE code = 'y'") == 3
 
 
+@pytest.mark.parametrize("route", ["sql", "parse"])
+def test_an_execute_is_recorded_as_what_it_runs(pg, pgmoat_factory, route):
+    """EXECUTE of a prepared UPDATE writes like the UPDATE: the trail records it, with its
+    classes and its row count. A Parse of the text `EXECUTE w` used to leave no record at all
+    (judged as a harmless EXECUTE), and SQL EXECUTE no outcome."""
+    import pgwire
+
+    p = mu.start(pgmoat_factory)
+    t = make_table(pg, f"aud_execute_{route}_t", rows=10)
+    with pgwire.RawConn(p.endpoint.host, p.endpoint.port) as c:
+        c.startup("postgres")
+        msgs = c.simple_query(f"PREPARE w AS UPDATE {t} SET code = 'x' WHERE id <= 3")
+        assert pgwire.first_error(msgs) is None, msgs
+        if route == "sql":
+            msgs = c.simple_query("EXECUTE w")
+        else:
+            c.send(pgwire.parse("", "EXECUTE w") + _bind_execute("") + pgwire.SYNC)
+            msgs = c.read_until(b"Z")
+        assert pgwire.first_error(msgs) is None and (b"C", b"UPDATE 3\0") in msgs, msgs
+    out = outcome_of(p, "EXECUTE w", "EXECUTE")
+    assert out["outcome"]["rows"] == 3, out
+    st = statement_of(p, out)
+    assert "update" in st["classes"] and st["decision"] == "allow", st
+    assert mu.count(pg, f"SELECT count(*) FROM {t} WHERE code = 'x'") == 3
+
+
+def test_an_execute_of_an_unparsed_statement_is_recorded_as_unparsed(pg, pgmoat_factory):
+    """With on_parse_error = "allow", a Parse pgmoat could not read (here an expression nested
+    deeper than pgmoat follows) reaches the server. Running it by SQL EXECUTE is recorded as
+    an unparsed statement, with the reason, not as a harmless EXECUTE."""
+    import pgwire
+
+    p = mu.start(pgmoat_factory, policy={"on_parse_error": "allow"})
+    deep = "SELECT " + "+".join(["1"] * 3000)
+    with pgwire.RawConn(p.endpoint.host, p.endpoint.port) as c:
+        c.startup("postgres")
+        c.send(pgwire.parse("u", deep) + pgwire.SYNC)
+        assert pgwire.first_error(c.read_until(b"Z")) is None
+        msgs = c.simple_query("EXECUTE u")
+        assert pgwire.first_error(msgs) is None and pgwire.data_rows(msgs) == [["3000"]], msgs
+    recs = mu.wait_records(p, lambda rs: [r for r in rs if r["type"] == "statement"
+                                          and r.get("statement") == "EXECUTE u"],
+                           what="statement record of EXECUTE u")
+    assert recs[0]["decision"] == "allow_unparsed", recs
+    assert 'prepared statement "u" could not be parsed' in recs[0].get("detail", ""), recs
+
+
 def test_client_certificate_identity_and_policy(pg, pgmoat_factory, tmp_path):
     """With [tls] client_ca_file, a client certificate's subject and fingerprint are on every
     record, and rules can match the subject."""

@@ -385,6 +385,34 @@ def test_parsed_execute_of_a_name_prepared_again_is_refused(pg, moat):
     assert nrows(pg, t) == 1500
 
 
+@pytest.mark.parametrize("route", ["sql", "parse"])
+def test_a_chain_of_prepared_statements_is_refused(pg, moat, route):
+    """A Parse can prepare the text `EXECUTE w`; running that statement runs w. pgmoat used to
+    judge it as what its own text says (a harmless EXECUTE) when it was itself run by SQL
+    EXECUTE or by another Parse of EXECUTE: a guarded DELETE ran past the row limit. pgmoat
+    does not follow such chains: the outer EXECUTE is refused (0A000)."""
+    import pgwire
+
+    sync = pgwire.SYNC
+    t = make_table(pg, f"chain_{route}_t", rows=1500)  # above the shipped max_rows = 1000
+    with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
+        c.startup("postgres")
+        assert pgwire.first_error(c.simple_query(f"PREPARE w AS DELETE FROM {t} WHERE id > 0")) is None
+        c.send(pgwire.parse("x", "EXECUTE w") + sync)
+        assert pgwire.first_error(c.read_until(b"Z")) is None
+        if route == "sql":
+            err = pgwire.first_error(c.simple_query("EXECUTE x"))
+        else:
+            c.send(pgwire.parse("y", "EXECUTE x") + pgwire.bind("", "y") + pgwire.execute("") + sync)
+            err = pgwire.first_error(c.read_until(b"Z"))
+        assert err is not None and err["C"] == "0A000", err
+        assert 'prepared statement "x" runs prepared statement "w"' in err["M"], err
+        # w itself is still judged as the DELETE it is
+        err = pgwire.first_error(c.simple_query("EXECUTE w"))
+        assert err is not None and err["C"] == "42501" and "row-limit" in err["M"], err
+    assert nrows(pg, t) == 1500
+
+
 # A drop the server refuses or skips leaves the name standing, and a PREPARE of a taken name
 # fails: each pair then runs the first DELETE on the server, and pgmoat must judge it so.
 DROP_THAT_FAILS = {
