@@ -16,8 +16,11 @@
 #   AB_CLIENTS   clients (default 8)                 AB_SCALE    pgbench scale (default 1)
 #
 # Per mode and target: median CPU µs per transaction (min and max), the medians of user and
-# system time, context switches per transaction (voluntary + involuntary, every thread) and
-# the TPS of the median run. CPU is /proc/PID/stat's utime + stime, in clock ticks: use runs
+# system time, context switches per transaction (voluntary + involuntary, every thread), the
+# TPS of the median run, pgbench's average latency (median) and the latency each target adds
+# to direct Postgres (the median over rounds of its latency minus direct's in the same round;
+# with AB_CLIENTS=1 this is the 1-client latency target). Direct Postgres runs in every round
+# too; its CPU is not sampled (its backends are other processes). CPU is /proc/PID/stat's utime + stime, in clock ticks: use runs
 # of several seconds. pgmoat runs the shipped policy with the audit on, like bench/run.sh.
 set -euo pipefail
 
@@ -65,6 +68,7 @@ add_target() {  # name port pid
   TPIDS+=("$3")
 }
 
+add_target direct "$PG_PORT" ""
 start_pgbouncer "$BOUNCER_PORT" 20 100
 add_target pgbouncer "$BOUNCER_PORT" "$BOUNCER_PID"
 start_floor "$FLOOR_PORT"
@@ -103,25 +107,30 @@ sample() {  # pid
   echo "$(proc_cpu_ticks "$1") $cs"
 }
 
-RESULTS="$TMP/results.tsv"  # mode target round tps tx user_ticks sys_ticks cs
+RESULTS="$TMP/results.tsv"  # mode target round tps tx user_ticks sys_ticks cs latency_ms
 : >"$RESULTS"
 for mode in $MODES; do
   for round in $(seq 1 "$ROUNDS"); do
     log "-M $mode, round $round of $ROUNDS"
     for i in "${!TARGETS[@]}"; do
       pid=${TPIDS[$i]}
-      kill -0 "$pid" 2>/dev/null || die "${TARGETS[$i]} (pid $pid) is gone; logs in $TMP"
-      read -r u0 s0 c0 < <(sample "$pid")
+      u0=0 s0=0 c0=0 u1=0 s1=0 c1=0
+      if [[ -n "$pid" ]]; then
+        kill -0 "$pid" 2>/dev/null || die "${TARGETS[$i]} (pid $pid) is gone; logs in $TMP"
+        read -r u0 s0 c0 < <(sample "$pid")
+      fi
       out="$TMP/run-$mode-${TARGETS[$i]}-$round.log"
       "$PGBENCH" -n -S -M "$mode" -c "$CLIENTS" -j $((CLIENTS < 2 ? CLIENTS : 2)) \
         -T "$SECONDS_PER_RUN" -h 127.0.0.1 -p "${PORTS[$i]}" -U postgres postgres >"$out" 2>&1 ||
         { cat "$out" >&2; die "pgbench through ${TARGETS[$i]} failed"; }
-      read -r u1 s1 c1 < <(sample "$pid")
+      if [[ -n "$pid" ]]; then read -r u1 s1 c1 < <(sample "$pid"); fi
+      lat=$(sed -n 's/^latency average = \([0-9.]*\) ms.*/\1/p' "$out")
       tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out")
       tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$out")
       [[ -n "$tx" && "$tx" -gt 0 ]] || die "no transactions through ${TARGETS[$i]} (see $out)"
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "${TARGETS[$i]}" "$round" "$tps" "$tx" \
-        $((u1 - u0)) $((s1 - s0)) $((c1 - c0)) >>"$RESULTS"
+      [[ -n "$lat" ]] || die "no latency average in pgbench's output (see $out)"
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "${TARGETS[$i]}" "$round" "$tps" "$tx" \
+        $((u1 - u0)) $((s1 - s0)) $((c1 - c0)) "$lat" >>"$RESULTS"
     done
   done
 done
@@ -131,12 +140,14 @@ echo "pgmoat = $PGMOAT_BIN${AB_BASE_BIN:+, base = $AB_BASE_BIN}; -tN: [listen] t
 for mode in $MODES; do
   echo
   echo "-M $mode"
-  printf '%-12s %10s %15s %8s %8s %8s %10s\n' target "cpu µs/tx" "(min-max)" user sys "cs/tx" "tps"
+  printf '%-14s %10s %15s %8s %8s %8s %10s %9s %9s\n' target "cpu µs/tx" "(min-max)" user sys "cs/tx" \
+    "tps" "lat µs" "added µs"
   for t in "${TARGETS[@]}"; do
     awk -F'\t' -v m="$mode" -v t="$t" -v hz="$CLK_TCK" '
+      $1 == m && $2 == "direct" { direct[$3] = $9 * 1000 }
       $1 == m && $2 == t {
         n++; tx = $5; cpu[n] = ($6 + $7) / hz * 1e6 / tx; usr[n] = $6 / hz * 1e6 / tx
-        sys[n] = $7 / hz * 1e6 / tx; cs[n] = $8 / tx; tps[n] = $4
+        sys[n] = $7 / hz * 1e6 / tx; cs[n] = $8 / tx; tps[n] = $4; lat[n] = $9 * 1000; round[n] = $3
       }
       function median(a, k,   i, j, x, b) {
         for (i = 1; i <= k; i++) b[i] = a[i]
@@ -145,10 +156,16 @@ for mode in $MODES; do
       }
       END {
         if (n == 0) exit
+        for (i = 1; i <= n; i++) added[i] = lat[i] - direct[round[i]]
+        if (t == "direct") {
+          printf "%-14s %10s %15s %8s %8s %8s %10.0f %9.1f %9s\n", t, "-", "", "-", "-", "-",
+            median(tps, n), median(lat, n), "-"
+          exit
+        }
         lo = cpu[1]; hi = cpu[1]; mid = median(cpu, n)
         for (i = 1; i <= n; i++) { if (cpu[i] < lo) lo = cpu[i]; if (cpu[i] > hi) hi = cpu[i]; if (cpu[i] == mid) at = tps[i] }
-        printf "%-12s %10.1f %15s %8.1f %8.1f %8.2f %10.0f\n", t, mid, sprintf("(%.1f-%.1f)", lo, hi),
-          median(usr, n), median(sys, n), median(cs, n), at
+        printf "%-14s %10.1f %15s %8.1f %8.1f %8.2f %10.0f %9.1f %+9.1f\n", t, mid, sprintf("(%.1f-%.1f)", lo, hi),
+          median(usr, n), median(sys, n), median(cs, n), at, median(lat, n), median(added, n)
       }' "$RESULTS"
   done
 done
