@@ -2,6 +2,9 @@
 // pg_query_parse_plpgsql and every embedded SQL expression or statement is parsed again.
 #include <pg_query.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "parser/parse_json.h"
 #include "parser/walker.h"
 
@@ -142,9 +145,7 @@ class PlWalker {
   int body_depth_;
 };
 
-}  // namespace
-
-void classify_body_sql(std::string_view sql, Statement& st, int body_depth) {
+void read_body_sql(std::string_view sql, Statement& st, int body_depth) {
   ParsedSql doc;
   const ParseOutcome r = doc.parse(sql);
   if (!r.ok) {
@@ -160,7 +161,7 @@ void classify_body_sql(std::string_view sql, Statement& st, int body_depth) {
   if (w.too_deep()) mark_opaque(st, "function body nested too deeply to inspect");
 }
 
-void classify_plpgsql(std::string_view create_stmt_text, Statement& st, int body_depth) {
+void read_plpgsql(std::string_view create_stmt_text, Statement& st, int body_depth) {
   const std::string buf(create_stmt_text);
   PgQueryPlpgsqlParseResult r = pg_query_parse_plpgsql(buf.c_str());
   if (r.error != nullptr) {
@@ -177,6 +178,52 @@ void classify_plpgsql(std::string_view create_stmt_text, Statement& st, int body
     return;
   }
   PlWalker(st, body_depth).walk(doc, 0);
+}
+
+template <typename T>
+void add_missing(std::vector<T>& into, const std::vector<T>& from) {
+  for (const auto& x : from) {
+    if (std::find(into.begin(), into.end(), x) == into.end()) into.push_back(x);
+  }
+}
+
+// The server parses a body again each time it runs, reading a backslash in a '...' string as
+// standard_conforming_strings says at that moment. A body with a backslash is read both ways;
+// one that reads differently is opaque, with what either reading found.
+template <typename Read>
+void read_both_ways(std::string_view text, Statement& st, Read read) {
+  if (text.find('\\') == std::string_view::npos) {
+    read(st);
+    return;
+  }
+  Statement other = st;
+  {
+    StringsScope flipped(!StringsScope::standard());
+    read(other);
+  }
+  read(st);
+  if (st.classes == other.classes && st.tables == other.tables && st.functions == other.functions &&
+      st.opaque == other.opaque) {
+    return;
+  }
+  st.classes |= other.classes;
+  add_missing(st.tables, other.tables);
+  add_missing(st.functions, other.functions);
+  st.opaque = true;
+  st.opaque_reason =
+      "the body reads differently with standard_conforming_strings off (a backslash in a quoted "
+      "string)";
+}
+
+}  // namespace
+
+void classify_body_sql(std::string_view sql, Statement& st, int body_depth) {
+  read_both_ways(sql, st, [&](Statement& into) { read_body_sql(sql, into, body_depth); });
+}
+
+void classify_plpgsql(std::string_view create_stmt_text, Statement& st, int body_depth) {
+  read_both_ways(create_stmt_text, st,
+                 [&](Statement& into) { read_plpgsql(create_stmt_text, into, body_depth); });
 }
 
 }  // namespace pgmoat::parser::detail

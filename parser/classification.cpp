@@ -58,4 +58,24 @@ std::string class_list(ClassSet s) {
   return out;
 }
 
+namespace {
+
+bool same_statement(const Statement& a, const Statement& b) {
+  return a.classes == b.classes && a.tables == b.tables && a.functions == b.functions &&
+         a.object_type == b.object_type && a.command == b.command && a.text == b.text &&
+         a.set_name == b.set_name && a.set_value == b.set_value && a.is_reset == b.is_reset &&
+         a.set_local == b.set_local && a.prepared_name == b.prepared_name &&
+         a.discard_all == b.discard_all && a.opaque == b.opaque;
+}
+
+}  // namespace
+
+bool same_judgement(const Classification& a, const Classification& b) {
+  if (a.ok != b.ok || a.statements.size() != b.statements.size()) return false;
+  for (std::size_t i = 0; i < a.statements.size(); ++i) {
+    if (!same_statement(a.statements[i], b.statements[i])) return false;
+  }
+  return true;
+}
+
 }  // namespace pgmoat::parser

@@ -121,4 +121,8 @@ struct Classification {
   }
 };
 
+// Whether two classifications judge alike: the same statements (text, classes, tables,
+// functions, names, settings, opacity).
+bool same_judgement(const Classification& a, const Classification& b);
+
 }  // namespace pgmoat::parser

@@ -7,8 +7,30 @@
 #include "parser/parse_json.h"
 #include "parser/walker.h"
 
+// libpg_query's copies of the server's settings (thread-local, like all its globals). Its
+// scanner reads them when it starts on a text.
+extern "C" {
+extern __thread bool standard_conforming_strings;
+extern __thread bool escape_string_warning;
+}
+
 namespace pgmoat::parser {
 namespace detail {
+
+StringsScope::StringsScope(bool standard)
+    : saved_standard_(standard_conforming_strings), saved_warning_(escape_string_warning) {
+  standard_conforming_strings = standard;
+  escape_string_warning = false;  // the server warns its client; pgmoat has no one to tell
+}
+
+StringsScope::~StringsScope() {
+  standard_conforming_strings = saved_standard_;
+  escape_string_warning = saved_warning_;
+}
+
+bool StringsScope::standard() {
+  return standard_conforming_strings;
+}
 
 namespace {
 constexpr std::size_t kThreadBufferSize = 32 * 1024;
@@ -126,7 +148,8 @@ namespace {
 
 // classify(), or classify_template() when `numbers` is set (then `*numbers` reports whether
 // numbers in place of the parameters could change the answer).
-Classification classify_text(std::string_view sql, bool* numbers) {
+Classification classify_text(std::string_view sql, bool* numbers, Strings strings) {
+  detail::StringsScope scope(strings == Strings::standard);
   Classification out;
   detail::ParsedSql parsed;
   const detail::ParseOutcome r = parsed.parse(sql);
@@ -145,8 +168,9 @@ Classification classify_text(std::string_view sql, bool* numbers) {
     st.text = std::string(detail::statement_text(sql, raw));
     detail::Walker w(st, sql, 0);
     w.statement(*node, st.text);
-    // Only statements audited by default pay for their shape.
-    if ((st.classes & ~kReadOnlyClasses) != 0) {
+    // Only statements audited by default pay for their shape. The fingerprint cache keys on
+    // shapes read with standard strings (fingerprint(text) parses so): none for the others.
+    if ((st.classes & ~kReadOnlyClasses) != 0 && strings == Strings::standard) {
       st.shape = detail::shape_digest(*node, numbers != nullptr);
     }
     if (numbers != nullptr) *numbers = *numbers || w.where_depends_on_params();
@@ -166,13 +190,13 @@ Classification classify_text(std::string_view sql, bool* numbers) {
 
 }  // namespace
 
-Classification classify(std::string_view sql) {
-  return classify_text(sql, nullptr);
+Classification classify(std::string_view sql, Strings strings) {
+  return classify_text(sql, nullptr, strings);
 }
 
 Classification classify_template(std::string_view template_text, bool& depends_on_numbers) {
   depends_on_numbers = false;
-  return classify_text(template_text, &depends_on_numbers);
+  return classify_text(template_text, &depends_on_numbers, Strings::standard);
 }
 
 std::string normalize(std::string_view sql) {

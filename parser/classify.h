@@ -11,9 +11,17 @@
 
 namespace pgmoat::parser {
 
+// How the server reads a backslash in a '...' string: its standard_conforming_strings, on
+// (`standard`, the default since PostgreSQL 9.1) or off (`backslash_escapes`: 'it\'s' is one
+// string). The same text can be different statements under the two.
+enum class Strings : std::uint8_t { standard, backslash_escapes };
+
 // Parses with libpg_query and classifies every statement, nested ones included.
 // Never throws on bad SQL: returns ok=false with libpg_query's message.
-Classification classify(std::string_view sql);
+// Function and procedure bodies are read both ways whatever `strings` is (the server parses
+// a body again each time it runs, under the setting of that moment): a body that reads
+// differently is opaque.
+Classification classify(std::string_view sql, Strings strings = Strings::standard);
 
 // libpg_query's fingerprint of the statement(s), hex; empty when unparseable.
 std::string fingerprint(std::string_view sql);

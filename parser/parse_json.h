@@ -10,6 +10,22 @@
 
 namespace pgmoat::parser::detail {
 
+// How libpg_query reads a backslash in a '...' string on this thread: as Postgres does with
+// standard_conforming_strings on (`standard`, libpg_query's default) or off. Set for the
+// length of one classification; every parse inside it (function bodies too) reads so.
+class StringsScope {
+ public:
+  explicit StringsScope(bool standard);
+  ~StringsScope();
+  StringsScope(const StringsScope&) = delete;
+  StringsScope& operator=(const StringsScope&) = delete;
+  static bool standard();
+
+ private:
+  bool saved_standard_;
+  bool saved_warning_;
+};
+
 struct ParseOutcome {
   bool ok = false;
   std::string error;

@@ -486,6 +486,7 @@ asio::awaitable<bool> Session::relay_authentication() {
       co_await client_.write(asio::buffer(*msg));
       co_return false;
     }
+    if (tag == wire::be::kParameterStatus) gate_.on_parameter_status(*msg);
     if (auto ec = co_await client_.write(asio::buffer(*msg)); ec) co_return false;
     if (tag == wire::be::kReadyForQuery) {
       if (auto st = wire::parse_ready_for_query(*msg)) gate_.on_ready(*st);
@@ -653,7 +654,7 @@ asio::awaitable<void> Session::client_to_server() {
 }
 
 asio::awaitable<void> Session::server_to_client() {
-  wire::Splitter splitter("ZCEs", kMaxServerWhole, nullptr);
+  wire::Splitter splitter("ZCEsS", kMaxServerWhole, nullptr);
   // Consecutive DataRows (or COPY TO STDOUT's CopyData: pg_dump) of a client's answer pass
   // as one piece: the tracker, the gate and the outbox see them once per read, not once per
   // row. Answers to the guard are read message by message.
@@ -691,6 +692,9 @@ asio::awaitable<void> Session::server_to_client() {
     report_parse_outcomes();
     if (piece.kind == wire::Splitter::Kind::whole && piece.tag == wire::be::kReadyForQuery) {
       if (auto st = wire::parse_ready_for_query(piece.bytes)) guard_.on_ready(*st);
+    } else if (piece.kind == wire::Splitter::Kind::whole &&
+               piece.tag == wire::be::kParameterStatus) {
+      gate_.on_parameter_status(piece.bytes);  // whoever's answer it is: the server's state
     }
     if (answer_.sender == Sender::client) {
       if (piece.kind == wire::Splitter::Kind::whole) {

@@ -990,14 +990,21 @@ std::optional<audit::Event> StatementGate::guard_event(const GuardSpec& spec,
 
 std::optional<StatementGate::Verdict> StatementGate::query_now(std::string_view sql) {
   if (services_ == nullptr) return Verdict{};
-  parser::Cached found = services_->cache.find(sql);
+  std::optional<TextReading::Reading> reading = read_as_server(sql);
+  parser::Cached found =
+      reading ? parser::Cached{reading->classification, {}} : services_->cache.find(sql);
   // Shared by every text of its template when it is one: nothing here reads its text.
   std::shared_ptr<const parser::Classification> judged = found.classification;
   if (may_end_a_transaction(*judged)) ++may_end_transaction_;  // a Parse: at its Execute
   ++boundaries_;
   const std::uint64_t group = next_group_++;
   groups_.push_back(group);
-  std::optional<Verdict> v = decide_now(judged, sql, nullptr);
+  std::optional<Verdict> v;
+  if (reading && reading->refusal) {
+    v = refuse(std::move(*reading->refusal), nullptr);
+  } else {
+    v = decide_now(judged, sql, nullptr);
+  }
   if (!v) {
     query_later_ = LaterQuery{std::move(found), std::move(judged), group};
     return std::nullopt;
@@ -1043,11 +1050,17 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(const wire::Pars
   // collides with) the row guard's statement.
   if (auto v = refuse_reserved(parse.name, nullptr, true)) co_return std::move(*v);
   // Kept with the statement, whose Execute records it: with the text's own statement.
-  auto c = services_->cache.get(parse.query);
+  std::optional<TextReading::Reading> reading = read_as_server(parse.query);
+  auto c = reading ? reading->classification : services_->cache.get(parse.query);
   last_approval_id_.clear();
   last_guard_.reset();
   std::shared_ptr<const parser::Classification> judged = c;
-  std::optional<Verdict> now = decide_now(judged, parse.query, &parse);
+  std::optional<Verdict> now;
+  if (reading && reading->refusal) {
+    now = refuse(std::move(*reading->refusal), &parse);
+  } else {
+    now = decide_now(judged, parse.query, &parse);
+  }
   // A Parse of EXECUTE name is judged, and each Execute of it recorded, as what name runs.
   std::shared_ptr<const parser::Classification> resolved;
   if (judged != c) resolved = judged;
@@ -1370,6 +1383,11 @@ void StatementGate::audit_outcome(const Running& r, audit::Outcome outcome) {
 
 void StatementGate::on_portal_suspended() {
   if (!running_.empty()) running_.pop_front();
+}
+
+void StatementGate::on_parameter_status(wire::Bytes message) {
+  if (auto p = wire::parse_parameter_status(message))
+    reading_.on_parameter_status(p->first, p->second);
 }
 
 void StatementGate::on_ready(char status) {

@@ -27,8 +27,10 @@
 #include "parser/classification.h"
 #include "parser/classify.h"
 #include "policy/policy.h"
+#include "proxy/refusal.h"
 #include "proxy/row_guard.h"
 #include "proxy/session_info.h"
+#include "proxy/text_reading.h"
 #include "proxy/wire/messages.h"
 
 namespace pgmoat::proxy {
@@ -119,6 +121,9 @@ class StatementGate {
   void on_command_complete(wire::Bytes message);
   void on_portal_suspended();
   void on_ready(char status);
+  // A ParameterStatus (at login too): standard_conforming_strings and client_encoding decide
+  // how the server reads backslashes (TextReading).
+  void on_parameter_status(wire::Bytes message);
   // The server's answer to each client Parse, in the order they were sent
   // (ResponseTracker::take_parse_outcome). A failed or skipped Parse leaves the server with
   // what it had under that name, so the gate goes back to it too.
@@ -150,12 +155,6 @@ class StatementGate {
   void record_unenforced_over(const RowGuard& g);
 
  private:
-  struct Refusal {
-    std::string sqlstate;
-    std::string message;
-    std::string detail;
-    std::string hint;
-  };
   struct Prepared {
     std::shared_ptr<const parser::Classification> classification;
     // What it was judged as, when that differs: a Parse of EXECUTE name, as what name runs.
@@ -308,6 +307,11 @@ class StatementGate {
   };
   std::deque<ParseInFlight> parses_in_flight_;
   std::uint64_t boundaries_ = 0;  // Query, Sync and FunctionCall messages the client sent
+  TextReading reading_;
+  // How the server will read a client's text now: nullopt for the cache's reading.
+  std::optional<TextReading::Reading> read_as_server(std::string_view sql) const {
+    return reading_.read(sql, groups_.empty() && extended_group_ == 0);
+  }
   // The Parse in flight that installed `p` under a name that already stood for a statement,
   // or null. Until it is answered the server may still run the earlier one.
   const ParseInFlight* contested(const Prepared* p) const;

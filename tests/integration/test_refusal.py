@@ -771,3 +771,95 @@ def test_sighup_reload(pg, pgmoat_factory):
     # new sessions get the old (still valid) policy too
     with p.endpoint.connect() as conn2:
         assert _insert_refused(conn2, t, 99998)
+
+
+# ------------------------------------------------------------------ how the server reads backslashes
+
+# With standard_conforming_strings off, Postgres reads \' inside '...' as a quote that does not
+# end the string: this is a SELECT and then a DROP TABLE. Read with it on (libpg_query's
+# default), it is one SELECT of two strings.
+HIDDEN_DROP = "SELECT 'a\\', ' ; DROP TABLE {t}; --'"
+
+
+@pytest.mark.parametrize("how", ["set", "startup_options"])
+def test_a_drop_hidden_by_backslash_escapes_is_judged_as_the_server_reads_it(pg, moat, how):
+    """pgmoat follows standard_conforming_strings as the server reports it (ParameterStatus),
+    set in the session or in the startup packet. It used to read every text with it on: the
+    DROP TABLE passed as part of a string and the server ran it."""
+    import pgwire
+
+    t = make_table(pg, f"scs_{how}_t")
+    with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
+        if how == "set":
+            c.startup("postgres")
+            assert pgwire.first_error(c.simple_query("SET standard_conforming_strings = off")) is None
+        else:
+            c.startup("postgres", options="-c standard_conforming_strings=off")
+        err = pgwire.first_error(c.simple_query(HIDDEN_DROP.format(t=t)))
+        assert err is not None and err["C"] == "42501" and "DROP TABLE" in err["M"], err
+        # the same through the extended protocol
+        c.send(pgwire.parse("", HIDDEN_DROP.format(t=t)) + pgwire.bind("", "") +
+               pgwire.execute("") + pgwire.SYNC)
+        err = pgwire.first_error(c.read_until(b"Z"))
+        assert err is not None and err["C"] == "42501" and "DROP TABLE" in err["M"], err
+        # texts whose backslashes change only a value still run
+        msgs = c.simple_query("SELECT 'x\\y'")
+        assert pgwire.first_error(msgs) is None and pgwire.data_rows(msgs) == [["xy"]], msgs
+    assert exists(pg, t)
+
+
+def test_a_text_pipelined_behind_a_change_of_the_setting_is_refused(pg, moat):
+    """Sent in one write behind a SET that turns standard_conforming_strings off, a text
+    that reads differently either way is refused (55000): pgmoat cannot tell which way the
+    server reads it. One whose reading does not depend on it runs."""
+    import pgwire
+
+    t = make_table(pg, "scs_pipelined_t")
+    with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
+        c.startup("postgres")
+        c.send(pgwire.query("SET standard_conforming_strings = off") +
+               pgwire.query(HIDDEN_DROP.format(t=t)) + pgwire.query("SELECT 'x\\y'"))
+        assert pgwire.first_error(c.read_until(b"Z")) is None
+        err = pgwire.first_error(c.read_until(b"Z"))
+        assert err is not None and err["C"] == "55000", err
+        assert "standard_conforming_strings" in err["M"], err
+        msgs = c.read_until(b"Z")
+        assert pgwire.first_error(msgs) is None and pgwire.data_rows(msgs) == [["xy"]], msgs
+    assert exists(pg, t)
+
+
+def test_a_function_body_that_reads_differently_is_judged_both_ways(pg, moat):
+    """Postgres parses a SQL function's body again each time it runs, under the setting of that
+    moment: created with standard_conforming_strings on, this body drops a table when called
+    with it off. pgmoat reads a body both ways, so the CREATE FUNCTION is judged as one that
+    may drop a table."""
+    import pgwire
+
+    t = make_table(pg, "scs_body_t")
+    body = HIDDEN_DROP.format(t=t)
+    with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
+        c.startup("postgres")
+        err = pgwire.first_error(c.simple_query(
+            f"CREATE FUNCTION scs_body_f() RETURNS void LANGUAGE sql AS $${body}$$"))
+        assert err is not None and err["C"] == "42501" and "drop" in err.get("D", ""), err
+    assert exists(pg, t)
+
+
+def test_a_drop_hidden_in_a_multibyte_character_is_refused(pg, moat):
+    """In client_encoding SJIS the bytes 0x95 0x5C are one character, so E'<0x95 0x5C>' is a
+    whole string for the server and the DROP after it runs. pgmoat reads the bytes and saw
+    an escaped quote: it refuses such a text (0A000). A backslash byte that changes nothing
+    but a value still runs."""
+    import pgwire
+
+    t = make_table(pg, "sjis_t")
+    with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
+        c.startup("postgres")
+        assert pgwire.first_error(c.simple_query("SET client_encoding = 'SJIS'")) is None
+        c.send(pgwire.message(b"Q", b"SELECT E'\x95\x5c'; DROP TABLE " + t.encode() + b"; --'\0"))
+        err = pgwire.first_error(c.read_until(b"Z"))
+        assert err is not None and err["C"] == "0A000" and "SJIS" in err["M"], err
+        c.send(pgwire.message(b"Q", b"SELECT length(E'\x95\x5cn')\0"))
+        msgs = c.read_until(b"Z")
+        assert pgwire.first_error(msgs) is None and pgwire.data_rows(msgs) == [["2"]], msgs
+    assert exists(pg, t)

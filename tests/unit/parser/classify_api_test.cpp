@@ -796,6 +796,60 @@ TEST(Cache, RandomWhereClausesReadThroughTemplatesClassifyAsTheirOwnText) {
   EXPECT_GT(shared, 500);
 }
 
+// With standard_conforming_strings off, Postgres reads \' inside '...' as a quote that does
+// not end the string: this text is one SELECT of two strings with it on, and a SELECT then a
+// DROP with it off.
+constexpr const char* kHiddenDrop = "SELECT 'a\\', ' ; DROP TABLE t; --'";
+
+TEST(Strings, BackslashEscapesReadAsTheServerDoes) {
+  const Classification on = classify(kHiddenDrop);
+  ASSERT_TRUE(on.ok) << on.error;
+  ASSERT_EQ(on.statements.size(), 1u);
+  EXPECT_EQ(on.statements[0].classes, bit(StatementClass::select));
+  const Classification off = classify(kHiddenDrop, Strings::backslash_escapes);
+  ASSERT_TRUE(off.ok) << off.error;
+  ASSERT_EQ(off.statements.size(), 2u);
+  EXPECT_TRUE(has(off.statements[1].classes, StatementClass::drop));
+  EXPECT_FALSE(same_judgement(on, off));
+  // The setting lasts for one classification only.
+  EXPECT_TRUE(same_judgement(classify(kHiddenDrop), on));
+}
+
+TEST(Strings, TextsWithoutSuchBackslashesJudgeAlike) {
+  for (const char* sql : {"SELECT 1", "DELETE FROM t WHERE note = E'it\\'s'",
+                          "SELECT regexp_replace(x, '\\s+', ' ') FROM t",
+                          "UPDATE t SET p = 'C:\\dir' WHERE id = 1"}) {
+    EXPECT_TRUE(same_judgement(classify(sql), classify(sql, Strings::backslash_escapes))) << sql;
+  }
+  // Unterminated with escapes on: an error one way, a statement the other.
+  EXPECT_FALSE(same_judgement(classify("SELECT 'C:\\'"),
+                              classify("SELECT 'C:\\'", Strings::backslash_escapes)));
+}
+
+TEST(Strings, AFunctionBodyThatReadsDifferentlyIsOpaque) {
+  // The body runs under whatever the setting is when the function is called.
+  for (const char* sql :
+       {"CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $$SELECT 'a\\', ' ; DROP TABLE t; --'$$",
+        "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$BEGIN PERFORM 'a\\', ' ; "
+        "DROP TABLE t; --'; END$$"}) {
+    for (Strings s : {Strings::standard, Strings::backslash_escapes}) {
+      const Classification c = classify(sql, s);
+      ASSERT_TRUE(c.ok) << c.error;
+      ASSERT_EQ(c.statements.size(), 1u) << sql;
+      EXPECT_TRUE(c.statements[0].opaque) << sql;
+      EXPECT_NE(c.statements[0].opaque_reason.find("standard_conforming_strings"),
+                std::string::npos)
+          << c.statements[0].opaque_reason;
+    }
+  }
+  // A regular expression's backslashes change a string's value, not the statement.
+  const Classification re = classify(
+      "CREATE FUNCTION g(x text) RETURNS text LANGUAGE sql AS $$SELECT regexp_replace(x, '\\s+', "
+      "' ')$$");
+  ASSERT_TRUE(re.ok) << re.error;
+  EXPECT_FALSE(re.statements[0].opaque) << re.statements[0].opaque_reason;
+}
+
 TEST(Cache, KeyIsExactTextNotNormalized) {
   ClassificationCache cache;
   auto all = cache.get("DELETE FROM t WHERE 1=1");
