@@ -775,6 +775,21 @@ asio::awaitable<StatementGate::Verdict> StatementGate::decide_rest(
   }
 
   auto guard = guard_for(c, d);
+  if (guard && parse == nullptr && block_change_at_ && *block_change_at_ + 1 >= boundaries_) {
+    // An Execute after the last boundary before this Query (no Sync since) may have begun or
+    // ended a transaction block that no ReadyForQuery will report before the guard starts,
+    // and the block decides how the guard runs.
+    co_return refuse({"0A000",
+                      "pgmoat: a statement under a row limit (rule \"" + guard->rule +
+                          "\") cannot be sent as a simple Query before the Sync of the "
+                          "extended-protocol statement sent before it",
+                      "pgmoat runs such a statement in a transaction of its own unless the "
+                      "session is in a transaction block. The statement executed before it "
+                      "with no Sync since may have begun or ended one, and the server has not "
+                      "said so yet.",
+                      "Send Sync before the Query."},
+                     nullptr);
+  }
   if (guard && c->statements.size() > 1) {
     // The guard wraps the whole query string in its own transaction (or counts around it):
     // transaction control or COPY inside it would end or interrupt that transaction.
@@ -1114,6 +1129,7 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
   auto pit = portal ? portals_.find(*portal) : portals_.end();
   if (pit == portals_.end()) {
     ++may_end_transaction_;  // unknown
+    block_change_at_ = boundaries_;
     ++may_change_counts_;
     return plan;
   }
@@ -1151,7 +1167,10 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
     follow_names(*prep.classification, boundaries_);
   }
   plan.guard = prep.guard;  // the limit of the statement as it was at Bind
-  if (may_end_a_transaction(*prep.classification)) ++may_end_transaction_;
+  if (may_end_a_transaction(*prep.classification)) {
+    ++may_end_transaction_;
+    block_change_at_ = boundaries_;
+  }
   if (!plan.guard) ++may_change_counts_;
   plan.drain = (flight_.since != 0 || flight_.failed) && commits(*prep.classification);
   if (!prep.audited || !services_->audit) return plan;
@@ -1218,6 +1237,8 @@ StatementGate::Verdict StatementGate::on_close(wire::Bytes message) {
   auto t = wire::parse_target(message);
   if (services_ == nullptr || !t) return {};
   if (auto v = refuse_reserved(t->second, nullptr, true)) return std::move(*v);
+  // The group failed already: the server skips this Close.
+  if (group_failed()) return {};
   // A statement is closed whichever way it was prepared (Postgres has one namespace).
   pending_drops_.push_back(PendingDrop{
       boundaries_, errors_, versions_, std::string(t->second), false, t->first != 'S', {}});
@@ -1270,7 +1291,9 @@ void StatementGate::on_client_message(wire::Bytes message) {
         pit->second.version = ++versions_;
         if (extended_group_ == 0) extended_group_ = next_group_++;
         pit->second.group = extended_group_;
-        pit->second.uncertain = false;
+        // In a group that failed already the server skips this Bind: the portal may still
+        // be an earlier one of its name (kept by ROLLBACK TO SAVEPOINT).
+        pit->second.uncertain = group_failed();
         auto sit = statements_.find(b->statement);
         // A name SQL PREPARE took may run its body, which is judged only through EXECUTE: the
         // portal's Execute is refused (refuse_unparsed).
@@ -1310,6 +1333,7 @@ void StatementGate::note_error() {
   // step with the server), or to the one still open.
   const std::uint64_t failed = groups_.empty() ? extended_group_ : groups_.front();
   if (failed == 0) return;
+  failed_group_ = failed;
   for (auto& [name, portal] : portals_) {
     if (portal.group == failed) portal.uncertain = true;
   }

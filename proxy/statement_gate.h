@@ -279,6 +279,8 @@ class StatementGate {
   std::vector<std::shared_ptr<const audit::Event>> decided_;
   std::uint64_t discards_ = 0;
   std::uint64_t may_end_transaction_ = 0;
+  // boundaries_ when the last Execute that may begin or end a transaction block was sent.
+  std::optional<std::uint64_t> block_change_at_;
   std::uint64_t may_change_counts_ = 0;
   std::string marker_prefix_;
   std::uint64_t next_marker_ = 1;
@@ -294,6 +296,10 @@ class StatementGate {
   // ErrorResponses from the server (and note_error()). A pending drop (below) takes effect
   // only if none came since it was sent, whichever group it belonged to.
   std::uint64_t errors_ = 0;
+  // The last group an error was charged to (note_error()). While it is the open one, the
+  // server skips the rest of it up to the Sync.
+  std::uint64_t failed_group_ = 0;
+  bool group_failed() const { return extended_group_ != 0 && extended_group_ == failed_group_; }
   std::map<std::string, std::shared_ptr<Prepared>, std::less<>> statements_;  // by name
   // Client Parses (and refusal markers sent as a Parse in place of another message) whose
   // answer is still out, oldest first. statements_ holds a Parse's statement from the start:

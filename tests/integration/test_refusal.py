@@ -773,6 +773,56 @@ def test_sighup_reload(pg, pgmoat_factory):
         assert _insert_refused(conn2, t, 99998)
 
 
+def test_a_bind_the_server_skips_leaves_the_portal_uncertain(pg, moat):
+    """After an error the server skips the rest of the Sync group, a Bind too: a portal of that
+    name bound earlier (kept by ROLLBACK TO SAVEPOINT) stays what it was. pgmoat took the
+    skipped Bind as done (the error had arrived before it read the Bind), judged the portal
+    as the SELECT, and the guarded DELETE bound earlier ran past the row limit. Now its
+    Execute is refused (55000) until it is bound again. Found by a differential fuzz."""
+    import pgwire
+
+    sync = pgwire.SYNC
+    t = make_table(pg, "skipped_bind_t", rows=1500)  # above the shipped max_rows = 1000
+    with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
+        c.startup("postgres")
+        c.send(pgwire.query("BEGIN") + pgwire.parse("sdel", f"DELETE FROM {t} WHERE id > 0") +
+               pgwire.parse("ssel", "SELECT 1") + pgwire.bind("p1", "sdel") + sync +
+               pgwire.query("SAVEPOINT a") +
+               pgwire.parse("", f"UPDATE {t} SET note = 'x' WHERE id = 1 / 0") +
+               pgwire.bind("", "") + pgwire.execute("") + pgwire.bind("p1", "ssel") + sync +
+               pgwire.query("ROLLBACK TO SAVEPOINT a") + pgwire.execute("p1") + sync +
+               pgwire.query("COMMIT"))
+        # BEGIN, Sync, SAVEPOINT, the failed group, ROLLBACK TO, Execute p1, COMMIT
+        answers = [c.read_until(b"Z") for _ in range(7)]
+        err = pgwire.first_error(answers[3])
+        assert err is not None and err["C"] == "22012", answers[3]
+        err = pgwire.first_error(answers[5])
+        assert err is not None and err["C"] == "55000" and "p1" in err["M"], answers[5]
+    assert nrows(pg, t) == 1500
+
+
+@pytest.mark.parametrize("control", ["BEGIN", "COMMIT"])
+def test_a_guarded_query_before_the_sync_of_extended_messages_is_refused(pg, moat, control):
+    """BEGIN or COMMIT by the extended protocol, and a guarded simple Query before any Sync:
+    no ReadyForQuery has said whether a block is open. pgmoat used the last one it saw and
+    after COMMIT ran the DELETE unwrapped: it committed 1,500 rows while the client was
+    told the statement was refused. After BEGIN it committed the client's open block. Now
+    such a Query is refused (0A000) before it runs."""
+    import pgwire
+
+    t = make_table(pg, f"unsynced_{control.lower()}_t", rows=1500)
+    with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
+        c.startup("postgres")
+        if control == "COMMIT":
+            assert pgwire.first_error(c.simple_query("BEGIN")) is None
+        c.send(pgwire.parse("", control) + pgwire.bind("", "") + pgwire.execute("") +
+               pgwire.query(f"DELETE FROM {t} WHERE id > 0"))
+        err = pgwire.first_error(c.read_until(b"Z"))
+        assert err is not None and err["C"] == "0A000" and "Sync" in err.get("H", ""), err
+        c.simple_query("ROLLBACK")
+    assert nrows(pg, t) == 1500
+
+
 # ------------------------------------------------------------------ how the server reads backslashes
 
 # With standard_conforming_strings off, Postgres reads \' inside '...' as a quote that does not
