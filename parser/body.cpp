@@ -3,6 +3,7 @@
 #include <pg_query.h>
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #include "parser/parse_json.h"
@@ -221,9 +222,57 @@ void classify_body_sql(std::string_view sql, Statement& st, int body_depth) {
   read_both_ways(sql, st, [&](Statement& into) { read_body_sql(sql, into, body_depth); });
 }
 
-void classify_plpgsql(std::string_view create_stmt_text, Statement& st, int body_depth) {
-  read_both_ways(create_stmt_text, st,
-                 [&](Statement& into) { read_plpgsql(create_stmt_text, into, body_depth); });
+namespace {
+
+// The CREATE statement with its PL/pgSQL body between dollar quotes, so that reading it with
+// the other setting reads the same body (the server stores the value and parses it again
+// when it compiles the function); empty when the body's text cannot be found.
+std::string with_dollar_quoted_body(std::string_view text, std::string_view body) {
+  constexpr std::string_view kTag = "$pgmoat_body$";
+  if (body.find(kTag) != std::string_view::npos) return {};
+  // Between dollar quotes already: the text holds the value as it is.
+  for (auto at = text.find(body); at != std::string_view::npos; at = text.find(body, at + 1)) {
+    const auto end = at + body.size();
+    if (at > 0 && text[at - 1] == '$' && end < text.size() && text[end] == '$') {
+      return std::string(text);
+    }
+  }
+  // A '...' string: the value with each quote doubled. Escaped forms (E'...', or with
+  // standard_conforming_strings off) are not looked for.
+  std::string quoted = "'";
+  for (char ch : body) {
+    quoted += ch;
+    if (ch == '\'') quoted += '\'';
+  }
+  quoted += '\'';
+  const auto at = text.find(quoted);
+  if (at == std::string_view::npos || text.find(quoted, at + 1) != std::string_view::npos) {
+    return {};
+  }
+  std::string out(text.substr(0, at));
+  out.append(kTag).append(body).append(kTag).append(text.substr(at + quoted.size()));
+  return out;
+}
+
+}  // namespace
+
+void classify_plpgsql(std::string_view create_stmt_text, std::string_view body, Statement& st,
+                      int body_depth) {
+  if (body.find('\\') == std::string_view::npos) {
+    read_plpgsql(create_stmt_text, st, body_depth);
+    return;
+  }
+  const std::string text = with_dollar_quoted_body(create_stmt_text, body);
+  if (text.empty()) {
+    // Fail closed: a body pgmoat cannot read both ways is judged like a DO block.
+    read_plpgsql(create_stmt_text, st, body_depth);
+    st.classes |= bit(StatementClass::do_block);
+    st.opaque = true;
+    st.opaque_reason =
+        "PL/pgSQL body with a backslash in an escaped string: write it between dollar quotes";
+    return;
+  }
+  read_both_ways(text, st, [&](Statement& into) { read_plpgsql(text, into, body_depth); });
 }
 
 }  // namespace pgmoat::parser::detail

@@ -18,9 +18,10 @@ enum class Strings : std::uint8_t { standard, backslash_escapes };
 
 // Parses with libpg_query and classifies every statement, nested ones included.
 // Never throws on bad SQL: returns ok=false with libpg_query's message.
-// Function and procedure bodies are read both ways whatever `strings` is (the server parses
-// a body again each time it runs, under the setting of that moment): a body that reads
-// differently is opaque.
+// Function and procedure bodies with a backslash are read both ways whatever `strings` is
+// (the server parses a stored body again when it runs a SQL function, or compiles a PL/pgSQL
+// one in a session, under the setting of that moment): a body that reads differently is
+// opaque and carries what both readings found.
 Classification classify(std::string_view sql, Strings strings = Strings::standard);
 
 // libpg_query's fingerprint of the statement(s), hex; empty when unparseable.

@@ -440,7 +440,7 @@ void Walker::create_function(const Json& body, std::string_view stmt_text) {
     if (stmt_text.empty()) {
       mark_opaque("PL/pgSQL body without statement text");
     } else {
-      classify_plpgsql(stmt_text, st_, body_depth_ + 1);
+      classify_plpgsql(stmt_text, as_text, st_, body_depth_ + 1);
     }
   } else {
     mark_opaque("function body in language " + language + " cannot be inspected");

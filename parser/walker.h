@@ -100,7 +100,8 @@ class Walker {
 // classes, tables and functions into `st`. Unparseable text makes `st` opaque.
 void classify_body_sql(std::string_view sql, Statement& st, int body_depth);
 // Parses a whole CREATE FUNCTION/PROCEDURE ... LANGUAGE plpgsql statement with
-// pg_query_parse_plpgsql and merges the embedded SQL into `st`.
-void classify_plpgsql(std::string_view create_stmt_text, Statement& st, int body_depth);
+// pg_query_parse_plpgsql and merges the embedded SQL into `st`. `body`: the body's value.
+void classify_plpgsql(std::string_view create_stmt_text, std::string_view body, Statement& st,
+                      int body_depth);
 
 }  // namespace pgmoat::parser::detail

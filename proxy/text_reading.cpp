@@ -3,15 +3,46 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <cstdint>
+#include <optional>
 
 namespace pgmoat::proxy {
 namespace {
 
 using parser::Strings;
 
-// Client-only encodings whose second byte may be 0x5C (PostgreSQL's PG_ENCODING_IS_CLIENT_ONLY).
-constexpr std::array<std::string_view, 7> kUnsafeEncodings = {
-    "SJIS", "SHIFT_JIS_2004", "BIG5", "GBK", "UHC", "GB18030", "JOHAB"};
+// How the client-only encodings whose later bytes may be 0x5C split bytes into characters
+// (PostgreSQL's pg_sjis_mblen, pg_big5_mblen, pg_gbk_mblen, pg_uhc_mblen, pg_gb18030_mblen,
+// pg_johab_mblen).
+enum class Multibyte : std::uint8_t { sjis, two_byte, gb18030, euc };
+constexpr std::array<Multibyte, 4> kEveryMultibyte = {Multibyte::sjis, Multibyte::two_byte,
+                                                      Multibyte::gb18030, Multibyte::euc};
+
+std::optional<Multibyte> multibyte(std::string_view encoding) {
+  if (encoding == "SJIS" || encoding == "SHIFT_JIS_2004") return Multibyte::sjis;
+  if (encoding == "BIG5" || encoding == "GBK" || encoding == "UHC") return Multibyte::two_byte;
+  if (encoding == "GB18030") return Multibyte::gb18030;
+  if (encoding == "JOHAB") return Multibyte::euc;
+  return std::nullopt;
+}
+
+std::size_t char_length(Multibyte m, std::string_view s, std::size_t i) {
+  const auto b = static_cast<unsigned char>(s[i]);
+  if (b < 0x80) return 1;
+  switch (m) {
+    case Multibyte::sjis:
+      return b >= 0xa1 && b <= 0xdf ? 1 : 2;  // half-width katakana: one byte
+    case Multibyte::two_byte:
+      return 2;
+    case Multibyte::gb18030: {
+      const auto next = i + 1 < s.size() ? static_cast<unsigned char>(s[i + 1]) : 0;
+      return next >= 0x30 && next <= 0x39 ? 4 : 2;
+    }
+    case Multibyte::euc:
+      return b == 0x8f ? 3 : 2;
+  }
+  return 1;
+}
 
 bool backslash_after_high_byte(std::string_view sql) {
   for (std::size_t i = sql.find('\\'); i != std::string_view::npos; i = sql.find('\\', i + 1)) {
@@ -20,24 +51,30 @@ bool backslash_after_high_byte(std::string_view sql) {
   return false;
 }
 
-// The text as an encoding in which each backslash after a non-ASCII byte ends a character
-// reads it: that byte is no escape. 'A' is an ordinary character wherever it stands.
-std::string as_multibyte(std::string_view sql) {
+// The text as the server sees its characters: a backslash byte inside a character is no
+// escape, so it becomes 'A', an ordinary character wherever it stands.
+std::string as_characters(std::string_view sql, Multibyte m) {
   std::string out(sql);
-  for (std::size_t i = 1; i < out.size(); ++i) {
-    if (out[i] == '\\' && static_cast<unsigned char>(out[i - 1]) >= 0x80) out[i] = 'A';
+  for (std::size_t i = 0; i < out.size();) {
+    const std::size_t n = char_length(m, out, i);
+    for (std::size_t k = 1; k < n && i + k < out.size(); ++k) {
+      if (out[i + k] == '\\') out[i + k] = 'A';
+    }
+    i += n;
   }
   return out;
 }
 
-// The same statements, kinds and tables: statement texts differ by the replaced bytes.
+// The same statements, kinds, tables and trees (shapes leave constants out): statement
+// texts differ only in the replaced bytes.
 bool same_shape(const parser::Classification& a, const parser::Classification& b) {
   if (a.ok != b.ok || a.statements.size() != b.statements.size()) return false;
   for (std::size_t i = 0; i < a.statements.size(); ++i) {
     const auto& x = a.statements[i];
     const auto& y = b.statements[i];
     if (x.classes != y.classes || x.tables != y.tables || x.functions != y.functions ||
-        x.opaque != y.opaque || x.prepared_name != y.prepared_name || x.set_name != y.set_name) {
+        x.opaque != y.opaque || x.prepared_name != y.prepared_name || x.set_name != y.set_name ||
+        x.text.size() != y.text.size() || x.shape != y.shape) {
       return false;
     }
   }
@@ -56,8 +93,7 @@ void TextReading::on_parameter_status(std::string_view name, std::string_view va
     strings_ = value == "on" ? Strings::standard : Strings::backslash_escapes;
   } else if (name == "client_encoding") {
     encoding_ = std::string(value);
-    unsafe_encoding_ = false;
-    for (auto e : kUnsafeEncodings) unsafe_encoding_ = unsafe_encoding_ || value == e;
+    unsafe_encoding_ = multibyte(value).has_value();
   }
 }
 
@@ -65,8 +101,15 @@ std::optional<TextReading::Reading> TextReading::read(std::string_view sql, bool
   if (settled && strings_ == Strings::standard && !unsafe_encoding_) return std::nullopt;
   if (sql.find('\\') == std::string_view::npos) return std::nullopt;
   Reading r;
-  parser::Classification mine = parser::classify(sql, strings_);
-  if (!settled && !parser::same_judgement(mine, parser::classify(sql, flip(strings_)))) {
+  std::optional<parser::Classification> read_mine;  // as the reported setting reads it
+  auto mine = [&]() -> const parser::Classification& {
+    if (!read_mine) read_mine = parser::classify(sql, strings_);
+    return *read_mine;
+  };
+  // Only a backslash right before a quote can end (or not end) a string: other escapes
+  // change a string's value, never where a statement ends.
+  if (!settled && sql.find("\\'") != std::string_view::npos &&
+      !parser::same_judgement(mine(), parser::classify(sql, flip(strings_)))) {
     r.refusal = Refusal{
         "55000",
         "pgmoat: this statement reads differently with standard_conforming_strings off, and "
@@ -78,11 +121,18 @@ std::optional<TextReading::Reading> TextReading::read(std::string_view sql, bool
         "as ''."};
   }
   if (!r.refusal && (unsafe_encoding_ || !settled) && backslash_after_high_byte(sql)) {
-    const std::string multibyte = as_multibyte(sql);
-    bool differs = !same_shape(mine, parser::classify(multibyte, strings_));
-    if (!settled && !differs) {
-      const Strings other = flip(strings_);
-      differs = !same_shape(parser::classify(sql, other), parser::classify(multibyte, other));
+    // Settled, as the reported encoding splits it; unsettled, any of them may be in force.
+    const std::optional<Multibyte> now = multibyte(encoding_);
+    bool differs = false;
+    for (const Multibyte m : kEveryMultibyte) {
+      if (differs || (settled && m != now)) continue;
+      const std::string chars = as_characters(sql, m);
+      if (chars == sql) continue;
+      differs = !same_shape(mine(), parser::classify(chars, strings_));
+      if (!settled && !differs) {
+        const Strings other = flip(strings_);
+        differs = !same_shape(parser::classify(sql, other), parser::classify(chars, other));
+      }
     }
     if (differs) {
       r.refusal = Refusal{
@@ -101,8 +151,8 @@ std::optional<TextReading::Reading> TextReading::read(std::string_view sql, bool
           "Use client_encoding UTF8, or send the values as parameters."};
     }
   }
-  if (!r.refusal && settled && strings_ == Strings::standard) return std::nullopt;
-  r.classification = std::make_shared<const parser::Classification>(std::move(mine));
+  if (!r.refusal && strings_ == Strings::standard) return std::nullopt;  // the cache's reading
+  r.classification = std::make_shared<const parser::Classification>(mine());
   return r;
 }
 

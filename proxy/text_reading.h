@@ -3,8 +3,12 @@
 //   standard_conforming_strings off: 'a\', ' is one string, and a text can hide a statement
 //     that libpg_query, reading with it on, takes for part of a string;
 //   client_encoding SJIS, SHIFT_JIS_2004, BIG5, GBK, UHC, GB18030 or JOHAB: a backslash byte
-//     after a non-ASCII byte can be the second half of a character. The server reads the
-//     text converted to its own encoding, pgmoat reads the client's bytes.
+//     can be the second half of a character. The server reads the text converted to its own
+//     encoding, pgmoat reads the client's bytes: it splits them into characters as that
+//     encoding does and refuses a text that then reads as different statements.
+// Not covered: a setting changed for the whole server (ALTER SYSTEM or postgresql.conf, then
+// a reload) takes effect in a session just before its next statement runs, and is reported
+// only after it: that one statement is read with the old setting.
 // pgmoat's cache and classifier read texts as the defaults do. For the rare text in which a
 // backslash could be read otherwise, TextReading says how the server reads it, or that pgmoat
 // cannot tell (a statement not answered yet may change the settings) and must refuse it.
@@ -29,7 +33,8 @@ class TextReading {
     std::optional<Refusal> refusal;  // pgmoat cannot tell how the server reads it
   };
 
-  // A ParameterStatus from the server (at login, and after any statement that changed it).
+  // A ParameterStatus from the server: at login, and before the ReadyForQuery of a query
+  // that changed the setting.
   void on_parameter_status(std::string_view name, std::string_view value);
   // nullopt: the default reading (the cache's) is the server's. `settled`: the server has
   // answered everything the client sent before `sql`, so the settings it reported stand.

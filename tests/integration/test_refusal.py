@@ -878,19 +878,27 @@ def test_a_text_pipelined_behind_a_change_of_the_setting_is_refused(pg, moat):
     assert exists(pg, t)
 
 
-def test_a_function_body_that_reads_differently_is_judged_both_ways(pg, moat):
-    """Postgres parses a SQL function's body again each time it runs, under the setting of that
-    moment: created with standard_conforming_strings on, this body drops a table when called
-    with it off. pgmoat reads a body both ways, so the CREATE FUNCTION is judged as one that
-    may drop a table."""
+@pytest.mark.parametrize("language", ["sql", "plpgsql_quoted"])
+def test_a_function_body_that_reads_differently_is_judged_both_ways(pg, moat, language):
+    """Postgres parses a function's stored body again when it runs (SQL) or is compiled in a
+    session (PL/pgSQL), under the setting of that moment: created with
+    standard_conforming_strings on, this body drops a table when called with it off. pgmoat
+    reads a body both ways, so the CREATE FUNCTION is judged as one that may drop a table;
+    a PL/pgSQL body written as a '...' string too (its value, not the statement, is read the
+    other way)."""
     import pgwire
 
-    t = make_table(pg, "scs_body_t")
-    body = HIDDEN_DROP.format(t=t)
+    t = make_table(pg, f"scs_body_{language}_t")
+    if language == "sql":
+        body = HIDDEN_DROP.format(t=t)
+        create = f"CREATE FUNCTION scs_body_f() RETURNS void LANGUAGE sql AS $${body}$$"
+    else:
+        body = f"BEGIN\nPERFORM 'a\\', ' ; DROP TABLE {t}; PERFORM 1; --';\nEND"
+        quoted = body.replace("'", "''")
+        create = f"CREATE FUNCTION scs_body_f() RETURNS void LANGUAGE plpgsql AS '{quoted}'"
     with pgwire.RawConn(moat.endpoint.host, moat.endpoint.port) as c:
         c.startup("postgres")
-        err = pgwire.first_error(c.simple_query(
-            f"CREATE FUNCTION scs_body_f() RETURNS void LANGUAGE sql AS $${body}$$"))
+        err = pgwire.first_error(c.simple_query(create))
         assert err is not None and err["C"] == "42501" and "drop" in err.get("D", ""), err
     assert exists(pg, t)
 
@@ -907,6 +915,11 @@ def test_a_drop_hidden_in_a_multibyte_character_is_refused(pg, moat):
         c.startup("postgres")
         assert pgwire.first_error(c.simple_query("SET client_encoding = 'SJIS'")) is None
         c.send(pgwire.message(b"Q", b"SELECT E'\x95\x5c'; DROP TABLE " + t.encode() + b"; --'\0"))
+        err = pgwire.first_error(c.read_until(b"Z"))
+        assert err is not None and err["C"] == "0A000" and "SJIS" in err["M"], err
+        # 0xA1 is a one-byte character: the two backslashes after it are real ones
+        c.send(pgwire.message(b"Q", b"SELECT E'x\xa1\x5c\x5c', E', \x95\x5c' ; DROP TABLE " +
+                              t.encode() + b" ; --'\0"))
         err = pgwire.first_error(c.read_until(b"Z"))
         assert err is not None and err["C"] == "0A000" and "SJIS" in err["M"], err
         c.send(pgwire.message(b"Q", b"SELECT length(E'\x95\x5cn')\0"))

@@ -54,10 +54,11 @@ TEST(TextReading, UnsettledTextsThatReadBothWaysAlikeRun) {
   ASSERT_TRUE(r.has_value());
   ASSERT_TRUE(r->refusal.has_value());
   EXPECT_EQ(r->refusal->sqlstate, "55000");
-  r = t.read("SELECT 'x\\y'", false);
-  ASSERT_TRUE(r.has_value());
-  EXPECT_FALSE(r->refusal.has_value());
+  // No backslash before a quote: the same statement either way, read as the cache does.
+  EXPECT_FALSE(t.read("SELECT 'x\\y'", false).has_value());
   EXPECT_FALSE(t.read("SELECT 1", false).has_value());
+  // A quote after a backslash that does not end the string either way (E'' escapes always).
+  EXPECT_FALSE(t.read("SELECT E'it\\'s'", false).has_value());
 }
 
 TEST(TextReading, AMultibyteEncodingThatHidesAStatementIsRefused) {
@@ -70,12 +71,20 @@ TEST(TextReading, AMultibyteEncodingThatHidesAStatementIsRefused) {
   EXPECT_NE(r->refusal->message.find("SJIS"), std::string::npos);
   // A backslash byte that ends a character and changes only a value.
   EXPECT_FALSE(t.read("SELECT E'\x95\x5cn'", true).has_value());
+  // 0xA1 is a one-byte character in SJIS: the backslashes after it are real, the one after
+  // 0x95 is not. Reading every such backslash alike (all real, or none) would miss the DROP.
+  const std::string mixed = "SELECT E'x\xa1\x5c\x5c', E', \x95\x5c' ; DROP TABLE t ; --'";
+  r = t.read(mixed, true);
+  ASSERT_TRUE(r.has_value() && r->refusal.has_value());
+  EXPECT_EQ(r->refusal->sqlstate, "0A000");
   // Unsettled, the encoding may be changing: the same test applies whatever it was.
   t.on_parameter_status("client_encoding", "UTF8");
   r = t.read(kSjisHiddenDrop, false);
   ASSERT_TRUE(r.has_value() && r->refusal.has_value());
   EXPECT_EQ(r->refusal->sqlstate, "0A000");
   EXPECT_FALSE(t.read(kSjisHiddenDrop, true).has_value());  // settled UTF8: bytes are bytes
+  // UTF-8 text: a backslash after a whole character is one in every encoding's reading.
+  EXPECT_FALSE(t.read("SELECT E'caf\xc3\xa9\\'s'", false).has_value());
 }
 
 }  // namespace
