@@ -35,14 +35,7 @@ void ResponseTracker::sent(char tag, Sender sender, std::uint32_t step) {
       break;
     case wire::fe::kCopyDone:
     case wire::fe::kCopyFail:
-      if (copy_in_) {
-        copy_in_ = false;
-      } else if (std::any_of(pending_.begin(), pending_.end(),
-                             [](const Entry& e) { return e.kind == Kind::execute; })) {
-        // Sent before the server said whether an Execute is a COPY: mark where the data ends,
-        // so that CopyInResponse knows which Syncs the server will ignore.
-        pending_.push_back({Kind::copy_end, Sender::client, 0});
-      }
+      copy_ended();
       return;
     default:
       return;  // Flush, CopyData, Terminate: no answer of their own
@@ -64,6 +57,18 @@ void ResponseTracker::sent(char tag, Sender sender, std::uint32_t step) {
   if (sender != Sender::client) ++guard_pending_;
 }
 
+void ResponseTracker::copy_ended() {
+  if (copy_in_) {
+    copy_in_ = false;
+  } else if (std::any_of(pending_.begin(), pending_.end(),
+                         [](const Entry& e) { return e.kind == Kind::execute; })) {
+    // Sent before the server said whether an Execute is a COPY: mark where the data ends, so
+    // that CopyInResponse knows which Syncs the server will ignore.
+    pending_.push_back({Kind::copy_end, Sender::client, 0});
+    ++copy_ends_;
+  }
+}
+
 void ResponseTracker::sent_all(std::string_view bytes, Sender sender, std::uint32_t step) {
   std::size_t at = 0;
   while (bytes.size() - at >= 5) {
@@ -81,7 +86,10 @@ void ResponseTracker::pop_front(bool parse_ok) {
     parse_outcomes_.push_back(parse_ok);
   }
   pending_.pop_front();
-  while (!pending_.empty() && pending_.front().kind == Kind::copy_end) pending_.pop_front();
+  while (copy_ends_ != 0 && !pending_.empty() && pending_.front().kind == Kind::copy_end) {
+    pending_.pop_front();
+    --copy_ends_;
+  }
 }
 
 void ResponseTracker::skip_to_sync() {
@@ -138,6 +146,7 @@ ResponseTracker::Answer ResponseTracker::on_server(char tag) {
         for (std::size_t i = 1; i < pending_.size();) {
           if (pending_[i].kind == Kind::copy_end) {
             pending_.erase(pending_.begin() + static_cast<std::ptrdiff_t>(i));
+            --copy_ends_;
             copy_in_ = false;
             break;
           }

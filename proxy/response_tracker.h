@@ -89,6 +89,8 @@ class ResponseTracker {
   void pop_front(bool parse_ok = false);
   // After an ErrorResponse to an extended message: drop what the server will skip.
   void skip_to_sync();
+  // A CopyDone or CopyFail was sent (rare: kept out of sent()).
+  [[gnu::noinline]] void copy_ended();
 
   std::deque<Entry> pending_;
   std::deque<bool> parse_outcomes_;
@@ -96,6 +98,7 @@ class ResponseTracker {
   bool skipping_ = false;
   // An Execute is in COPY FROM STDIN: the server ignores Sync until CopyDone / CopyFail.
   bool copy_in_ = false;
+  std::uint32_t copy_ends_ = 0;  // copy_end marks in pending_
   std::uint32_t unanswered_boundaries_ = 0;
 };
 

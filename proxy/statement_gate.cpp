@@ -1014,12 +1014,11 @@ std::optional<StatementGate::Verdict> StatementGate::query_now(std::string_view 
   ++boundaries_;
   const std::uint64_t group = next_group_++;
   groups_.push_back(group);
-  std::optional<Verdict> v;
-  if (reading && reading->refusal) {
-    v = refuse(std::move(*reading->refusal), nullptr);
-  } else {
-    v = decide_now(judged, sql, nullptr);
-  }
+  // One expression, so that the verdict is built in place (no copy of a Verdict per Query).
+  std::optional<Verdict> v =
+      reading && reading->refusal
+          ? std::optional<Verdict>(refuse(std::move(*reading->refusal), nullptr))
+          : decide_now(judged, sql, nullptr);
   if (!v) {
     query_later_ = LaterQuery{std::move(found), std::move(judged), group};
     return std::nullopt;
@@ -1050,8 +1049,9 @@ void StatementGate::after_query(const parser::Classification& c,
   if (!v.guard) ++may_change_counts_;
   for (std::size_t i = 0; i < c.statements.size(); ++i) {
     // An EXECUTE is audited as what it runs (judged has c's statements, resolved).
-    const bool audited = is_audited(c.statements[i]) ||
-                         (i < judged.statements.size() && is_audited(judged.statements[i]));
+    const bool audited =
+        is_audited(c.statements[i]) ||
+        (&judged != &c && i < judged.statements.size() && is_audited(judged.statements[i]));
     Running r{next_statement_id_++, group, audited, {}, nullptr};
     if (r.audited) r.started = Clock::now();  // only audited outcomes report a duration
     if (r.audited && i < decided_.size()) r.intent = decided_[i];
@@ -1070,12 +1070,10 @@ asio::awaitable<StatementGate::Verdict> StatementGate::on_parse(const wire::Pars
   last_approval_id_.clear();
   last_guard_.reset();
   std::shared_ptr<const parser::Classification> judged = c;
-  std::optional<Verdict> now;
-  if (reading && reading->refusal) {
-    now = refuse(std::move(*reading->refusal), &parse);
-  } else {
-    now = decide_now(judged, parse.query, &parse);
-  }
+  std::optional<Verdict> now =
+      reading && reading->refusal
+          ? std::optional<Verdict>(refuse(std::move(*reading->refusal), &parse))
+          : decide_now(judged, parse.query, &parse);
   // A Parse of EXECUTE name is judged, and each Execute of it recorded, as what name runs.
   std::shared_ptr<const parser::Classification> resolved;
   if (judged != c) resolved = judged;

@@ -97,8 +97,8 @@ void TextReading::on_parameter_status(std::string_view name, std::string_view va
   }
 }
 
-std::optional<TextReading::Reading> TextReading::read(std::string_view sql, bool settled) const {
-  if (settled && strings_ == Strings::standard && !unsafe_encoding_) return std::nullopt;
+std::optional<TextReading::Reading> TextReading::read_otherwise(std::string_view sql,
+                                                                bool settled) const {
   if (sql.find('\\') == std::string_view::npos) return std::nullopt;
   Reading r;
   std::optional<parser::Classification> read_mine;  // as the reported setting reads it

@@ -38,11 +38,16 @@ class TextReading {
   void on_parameter_status(std::string_view name, std::string_view value);
   // nullopt: the default reading (the cache's) is the server's. `settled`: the server has
   // answered everything the client sent before `sql`, so the settings it reported stand.
-  std::optional<Reading> read(std::string_view sql, bool settled) const;
+  std::optional<Reading> read(std::string_view sql, bool settled) const {
+    if (settled && strings_ == parser::Strings::standard && !unsafe_encoding_) return std::nullopt;
+    return read_otherwise(sql, settled);
+  }
 
   parser::Strings strings() const { return strings_; }
 
  private:
+  std::optional<Reading> read_otherwise(std::string_view sql, bool settled) const;
+
   parser::Strings strings_ = parser::Strings::standard;
   std::string encoding_ = "UTF8";
   bool unsafe_encoding_ = false;
