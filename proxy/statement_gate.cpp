@@ -1180,7 +1180,6 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
     const parser::Classification& judged = prep.judged ? *prep.judged : *prep.classification;
     if (!judged.statements.empty()) {
       base = statement_event(judged.statements.front(), audit::EventType::kStatement);
-      if (!judged.ok) base.detail = judged.error;  // runs a statement pgmoat could not parse
     } else {
       base.type = audit::EventType::kStatement;
       base.statement = prep.text;  // allowed unparsed (on_parse_error = "allow")
@@ -1202,6 +1201,11 @@ StatementGate::ExecutePlan StatementGate::plan_execute(wire::Bytes message) {
   }
   e.detail = "extended protocol: statement \"" + pit->second.statement + "\" portal \"" +
              std::string(*portal) + "\"";
+  if (const auto& judged = prep.judged ? *prep.judged : *prep.classification; !judged.ok) {
+    // Allowed unparsed (on_parse_error = "allow"), or runs a statement that was.
+    e.decision = "allow_unparsed";
+    e.detail += "; " + judged.error;
+  }
   plan.records.push_back(encode(e));
   plan.pipelined = pipelinable(*prep.classification);
   return plan;

@@ -578,11 +578,19 @@ def test_an_execute_of_an_unparsed_statement_is_recorded_as_unparsed(pg, pgmoat_
         assert pgwire.first_error(c.read_until(b"Z")) is None
         msgs = c.simple_query("EXECUTE u")
         assert pgwire.first_error(msgs) is None and pgwire.data_rows(msgs) == [["3000"]], msgs
-    recs = mu.wait_records(p, lambda rs: [r for r in rs if r["type"] == "statement"
-                                          and r.get("statement") == "EXECUTE u"],
-                           what="statement record of EXECUTE u")
-    assert recs[0]["decision"] == "allow_unparsed", recs
-    assert 'prepared statement "u" could not be parsed' in recs[0].get("detail", ""), recs
+        # and through the extended protocol: each Execute's record says the same
+        c.send(pgwire.parse("", "EXECUTE u") + _bind_execute("") + pgwire.SYNC)
+        msgs = c.read_until(b"Z")
+        assert pgwire.first_error(msgs) is None and pgwire.data_rows(msgs) == [["3000"]], msgs
+    def both(rs):
+        found = [r for r in rs if r["type"] == "statement" and r.get("statement") == "EXECUTE u"]
+        return found if len(found) >= 2 else None
+
+    recs = mu.wait_records(p, both, what="statement records of EXECUTE u")
+    assert len(recs) == 2, recs
+    for rec in recs:
+        assert rec["decision"] == "allow_unparsed", recs
+        assert 'prepared statement "u" could not be parsed' in rec.get("detail", ""), recs
 
 
 def test_client_certificate_identity_and_policy(pg, pgmoat_factory, tmp_path):
